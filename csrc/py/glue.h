@@ -67,4 +67,13 @@ PyObject *psg_decode(ps_state *st, const uint8_t *data, size_t len);
 /* encode(obj) -> bytes, decode(bytes) -> obj, set_codec_hooks(...). */
 extern PyMethodDef psg_codec_methods[];
 
+/* ---- cluster.c ---- */
+
+/* start_node, stop_node, nodes, node_name, connect, monitor_nodes, ... */
+extern PyMethodDef psg_cluster_methods[];
+
+/* Called by module exec/free: set up and tear down cluster glue state. */
+int psg_cluster_init(PyObject *module, ps_state *st);
+void psg_cluster_fini(void);
+
 #endif

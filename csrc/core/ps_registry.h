@@ -200,6 +200,20 @@ uint32_t ps_registry_remote_nodes(ps_registry *reg, const char *ch,
 uint32_t ps_registry_deliver_remote(ps_registry *reg, const char *ch,
                                     size_t len, ps_rmsg *m);
 
+/*
+ * Owner side: watch node up/down events (ps_registry_node_event) / stop.
+ * watch: 0 or PS_ENOMEM; unwatch: 0 or PS_ENOTJOINED.
+ */
+int ps_registry_watch_nodes(ps_mailbox *mb);
+int ps_registry_unwatch_nodes(ps_mailbox *mb);
+
+/*
+ * Lock held, I/O thread: tell every node watcher that node came up (up=1)
+ * or went down (up=0).  The event is a ps_rmsg with PS_RMSG_EVENT, topic
+ * "nodeup" or "nodedown", no channel, sender_node = node, sender_id 0.
+ */
+void ps_registry_node_event(ps_node *node, int up);
+
 /* Statistics: channels in the local and remote tables of every scope. */
 uint64_t ps_registry_channel_count(void);
 

@@ -117,6 +117,25 @@ ps_mailbox_len(const ps_mailbox *mb)
 int ps_mailbox_push(ps_mailbox *mb, void *item, void **dropped);
 
 /*
+ * Owner side, the common case of ps_mailbox_push inlined: an open mailbox
+ * under its bound with room in its ring.  Returns 1 when item was queued,
+ * 0 when the caller must use ps_mailbox_push (nothing was done).
+ */
+static inline int
+ps_mailbox_push_fast(ps_mailbox *mb, void *item)
+{
+    uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+
+    if (mb->ring == NULL || len > mb->ring_mask || mb->capacity ||
+        atomic_load_explicit(&mb->state, memory_order_relaxed) != PS_MB_OPEN
+        || atomic_load_explicit(&mb->armed, memory_order_relaxed))
+        return 0;
+    mb->ring[(mb->head + len) & mb->ring_mask] = item;
+    atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+    return 1;
+}
+
+/*
  * Owner side.  Take the oldest item, or NULL when both sides are empty.
  * The caller owns the returned reference.
  */

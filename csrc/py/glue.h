@@ -9,8 +9,12 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #include "ps_common.h"
+#include "ps_mailbox.h"
+#include "ps_msg.h"
+#include "ps_registry.h"
 
 typedef struct ps_buf ps_buf;   /* ps_codec.h */
 
@@ -33,6 +37,35 @@ typedef struct ps_state {
     PyObject *str_join, *str_leave, *str_nodeup, *str_nodedown;
 } ps_state;
 
+typedef struct MailboxObject {
+    PyObject_HEAD
+    ps_mailbox mb;
+    ps_state *st;
+    PyObject *pid;              /* made on first use */
+    PyObject *pending_exc;      /* raised by the next receive */
+    PyObject *weakrefs;
+    uint8_t registered;         /* in the pid table and channels */
+} MailboxObject;
+
+typedef struct PidObject {
+    PyObject_HEAD
+    ps_node *node;
+    uint64_t id;
+} PidObject;
+
+typedef struct ScopeObject {
+    PyObject_HEAD
+    ps_registry *reg;
+    ps_state *st;
+    PyObject *name;
+} ScopeObject;
+
+static inline MailboxObject *
+psg_mailbox_of(ps_mailbox *mb)
+{
+    return (MailboxObject *)((char *)mb - offsetof(MailboxObject, mb));
+}
+
 /* The state of the module that defined type's module (heap types only). */
 ps_state *psg_state_of_type(PyTypeObject *type);
 /* The state from a module object. */
@@ -47,6 +80,45 @@ psg_state(PyObject *module)
  * argument or operation) when not NULL.  Always returns NULL.
  */
 PyObject *psg_raise(ps_state *st, int code, const char *what);
+
+/* ---- pid.c ---- */
+
+extern PyType_Spec psg_pid_spec;
+/* A new Pid for (node, id), or NULL with an exception. */
+PyObject *psg_pid_new(ps_state *st, ps_node *node, uint64_t id);
+
+/* ---- mailbox.c ---- */
+
+extern PyType_Spec psg_mailbox_spec;
+/* The mailbox's pid object (borrowed; made on first use) or NULL. */
+PyObject *psg_mailbox_pid(MailboxObject *self);
+/* Leave everything, close, release the queue.  Idempotent; may run code. */
+void psg_mailbox_close(MailboxObject *self);
+/* Release what a fan-out left behind (drops, slow mailboxes). */
+void psg_fanout_finish(ps_fanout *f);
+/* The release function for glue items (a Py_DECREF). */
+void psg_release_item(void *item);
+
+/* ---- scope.c ---- */
+
+extern PyType_Spec psg_scope_spec;
+/*
+ * The UTF-8 bytes of a channel name.  Returns 0 and sets *name, *len
+ * (valid while *keep lives; *keep may be NULL), or -1 with TypeError (not
+ * a str) or ValueError (too long) naming argument what.
+ */
+int psg_channel_name(PyObject *obj, const char *what, const char **name,
+                     Py_ssize_t *len, PyObject **keep);
+/* Module functions defined in scope.c (send). */
+extern PyMethodDef psg_scope_functions[];
+
+/* Mailbox.join/leave: the scope's join and leave for one mailbox. */
+PyObject *psg_scope_join(ScopeObject *sc, PyObject *channel,
+                         MailboxObject *mb);
+PyObject *psg_scope_leave(ScopeObject *sc, PyObject *channel,
+                          MailboxObject *mb);
+/* A str for the UTF-8 bytes of a channel name (surrogates pass). */
+PyObject *psg_channel_str(const char *name, size_t len);
 
 /* ---- codec.c ---- */
 

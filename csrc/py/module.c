@@ -1,12 +1,19 @@
 /*
- * module.c: the pubsub._core module: its state, exceptions and functions.
- * (Minimal for now: the codec only.  The types arrive with the core.)
+ * module.c: the pubsub._core module: its state (types, exceptions, the
+ * default scope), multi-phase initialisation, and the few functions that
+ * belong to no type.
+ *
+ * The core's registry is process-wide, so the module may be initialised
+ * once per process; a second initialisation (a subinterpreter, a reload)
+ * is refused with ImportError rather than sharing C state between two
+ * module states.
  */
 #include "glue.h"
 
 #include "ps_codec.h"
 
 static struct PyModuleDef core_module;
+static int initialised;
 
 ps_state *
 psg_state_of_type(PyTypeObject *type)
@@ -42,6 +49,12 @@ psg_raise(ps_state *st, int code, const char *what)
     case PS_EEMPTY:
         exc = st->Empty;
         break;
+    case PS_EPROTO: case PS_EAUTH: case PS_EVERSION:
+        exc = st->ProtocolError;
+        break;
+    case PS_ENOPEER:
+        exc = st->PeerLost;
+        break;
     }
     if (what)
         PyErr_Format(exc, "%s: %s", what, ps_strerror(code));
@@ -50,14 +63,95 @@ psg_raise(ps_state *st, int code, const char *what)
     return NULL;
 }
 
+static PyObject *
+module_stats(PyObject *module, PyObject *unused)
+{
+    return Py_BuildValue("{s:K}", "channels",
+                         (unsigned long long)ps_registry_channel_count());
+}
+
+static PyMethodDef core_functions[] = {
+    {"_registry_stats", module_stats, METH_NOARGS,
+     "Counts from the registry (for tests and the benchmarks)."},
+    {NULL},
+};
+
+static PyStructSequence_Field message_fields[] = {
+    {"channel", "the channel it was broadcast on (None: sent directly)"},
+    {"sender", "the sender's Pid, or None"},
+    {"topic", "str or bytes chosen by the sender"},
+    {"payload", "any object (from another node: a decoded copy)"},
+    {NULL},
+};
+
+static PyStructSequence_Desc message_desc = {
+    "pubsub.Message",
+    "Message(channel, sender, topic, payload): what a mailbox receives.\n\n"
+    "A tuple: unpack it, index it, or match it with\n"
+    "case Message(channel='posts', topic='post_created', payload=p).",
+    message_fields,
+    4,
+};
+
+/* One exception class: name, bases (a tuple or one class), doc. */
 static int
-add_exc(PyObject *m, PyObject **slot, const char *name, PyObject *bases,
-        const char *doc)
+add_exc(PyObject *m, PyObject **slot, const char *name, PyObject *base1,
+        PyObject *base2, const char *doc)
 {
     char full[64];
+    PyObject *bases;
 
     PyOS_snprintf(full, sizeof full, "pubsub.%s", name);
+    bases = base2 ? PyTuple_Pack(2, base1, base2) : Py_NewRef(base1);
+    if (bases == NULL)
+        return -1;
     *slot = PyErr_NewExceptionWithDoc(full, doc, bases, NULL);
+    Py_DECREF(bases);
+    if (*slot == NULL)
+        return -1;
+    return PyModule_AddObjectRef(m, name, *slot);
+}
+
+static int
+add_exceptions(PyObject *m, ps_state *st)
+{
+    if (add_exc(m, &st->PubSubError, "PubSubError", PyExc_Exception, NULL,
+                "Root of every error this package raises.") < 0)
+        return -1;
+    return add_exc(m, &st->Empty, "Empty", st->PubSubError, NULL,
+                   "recv_nowait() found the mailbox empty.")
+        || add_exc(m, &st->MailboxClosed, "MailboxClosed", st->PubSubError,
+                   PyExc_ValueError, "The mailbox is closed.")
+        || add_exc(m, &st->SlowConsumer, "SlowConsumer", st->MailboxClosed,
+                   NULL, "The mailbox was closed because it reached its "
+                   "capacity under the 'close' overflow policy.")
+        || add_exc(m, &st->Timeout, "Timeout", st->PubSubError,
+                   PyExc_TimeoutError, "No message arrived in time.")
+        || add_exc(m, &st->CodecError, "CodecError", st->PubSubError,
+                   PyExc_ValueError, "Encoded data is malformed, truncated "
+                   "or too deep.")
+        || add_exc(m, &st->ProtocolError, "ProtocolError", st->PubSubError,
+                   NULL, "A peer broke the node-to-node protocol.")
+        || add_exc(m, &st->PeerLost, "PeerLost", st->PubSubError,
+                   PyExc_ConnectionError, "The node is not connected.")
+        ? -1 : 0;
+}
+
+static PyTypeObject *
+add_type(PyObject *m, PyType_Spec *spec, const char *name)
+{
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(m, spec,
+                                                                NULL);
+
+    if (tp == NULL || PyModule_AddObjectRef(m, name, (PyObject *)tp) < 0)
+        return NULL;
+    return tp;
+}
+
+static int
+add_str(PyObject *m, PyObject **slot, const char *name, const char *value)
+{
+    *slot = PyUnicode_InternFromString(value);
     if (*slot == NULL)
         return -1;
     return PyModule_AddObjectRef(m, name, *slot);
@@ -67,34 +161,68 @@ static int
 core_exec(PyObject *m)
 {
     ps_state *st = psg_state(m);
-    PyObject *b;
+    uint8_t seed[16];
 
-    if (add_exc(m, &st->PubSubError, "PubSubError", NULL,
-                "Root of every error this package raises.") < 0)
-        return -1;
-    b = PyTuple_Pack(2, st->PubSubError, PyExc_ValueError);
-    if (b == NULL)
-        return -1;
-    if (add_exc(m, &st->CodecError, "CodecError", b,
-                "Encoded data is malformed, truncated or too deep.") < 0) {
-        Py_DECREF(b);
+    if (initialised) {
+        PyErr_SetString(PyExc_ImportError, "pubsub._core can be loaded "
+                        "once per process");
         return -1;
     }
-    Py_DECREF(b);
-    if (PyModule_AddFunctions(m, psg_codec_methods) < 0)
+    if (ps_random(seed, sizeof seed) != 0 || ps_node_init() != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         return -1;
+    }
+    ps_hash_seed(seed);
+
+    if (add_exceptions(m, st) < 0)
+        return -1;
+    st->Pid = add_type(m, &psg_pid_spec, "Pid");
+    st->Mailbox = st->Pid ? add_type(m, &psg_mailbox_spec, "Mailbox") : NULL;
+    st->Scope = st->Mailbox ? add_type(m, &psg_scope_spec, "Scope") : NULL;
+    if (st->Scope == NULL)
+        return -1;
+    st->Message = PyStructSequence_NewType(&message_desc);
+    if (st->Message == NULL ||
+        PyModule_AddObjectRef(m, "Message", (PyObject *)st->Message) < 0)
+        return -1;
+
+    if (add_str(m, &st->str_join, "JOIN", "$join") < 0 ||
+        add_str(m, &st->str_leave, "LEAVE", "$leave") < 0 ||
+        add_str(m, &st->str_nodeup, "NODEUP", "$nodeup") < 0 ||
+        add_str(m, &st->str_nodedown, "NODEDOWN", "$nodedown") < 0)
+        return -1;
+    st->default_scope = PyObject_CallFunction((PyObject *)st->Scope, "s",
+                                              "default");
+    if (st->default_scope == NULL ||
+        PyModule_AddObjectRef(m, "default_scope", st->default_scope) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_CHANNEL", PS_MAX_CHANNEL) < 0)
+        return -1;
+
+    if (PyModule_AddFunctions(m, core_functions) < 0 ||
+        PyModule_AddFunctions(m, psg_scope_functions) < 0 ||
+        PyModule_AddFunctions(m, psg_codec_methods) < 0 ||
+        PyModule_AddFunctions(m, psg_cluster_methods) < 0 ||
+        psg_cluster_init(m, st) < 0)
+        return -1;
+    initialised = 1;
     return 0;
 }
+
+#define STATE_OBJECTS(X)                                                  \
+    X(Mailbox) X(Pid) X(Message) X(Scope) X(PubSubError) X(Empty)         \
+    X(MailboxClosed) X(SlowConsumer) X(Timeout) X(CodecError)             \
+    X(ProtocolError) X(PeerLost) X(enc_hook) X(dec_hook)                  \
+    X(default_scope) X(str_join) X(str_leave) X(str_nodeup)               \
+    X(str_nodedown)
 
 static int
 core_traverse(PyObject *m, visitproc visit, void *arg)
 {
     ps_state *st = psg_state(m);
 
-    Py_VISIT(st->PubSubError);
-    Py_VISIT(st->CodecError);
-    Py_VISIT(st->enc_hook);
-    Py_VISIT(st->dec_hook);
+#define VISIT(f) Py_VISIT(st->f);
+    STATE_OBJECTS(VISIT)
+#undef VISIT
     return 0;
 }
 
@@ -103,16 +231,16 @@ core_clear(PyObject *m)
 {
     ps_state *st = psg_state(m);
 
-    Py_CLEAR(st->PubSubError);
-    Py_CLEAR(st->CodecError);
-    Py_CLEAR(st->enc_hook);
-    Py_CLEAR(st->dec_hook);
+#define CLEAR(f) Py_CLEAR(st->f);
+    STATE_OBJECTS(CLEAR)
+#undef CLEAR
     return 0;
 }
 
 static void
 core_free(void *m)
 {
+    psg_cluster_fini();
     core_clear((PyObject *)m);
 }
 
@@ -124,7 +252,8 @@ static PyModuleDef_Slot core_slots[] = {
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "pubsub._core",
-    .m_doc = "The C core of cpubsub.",
+    .m_doc = "The C core of cpubsub: mailboxes, scopes, the codec and the "
+             "cluster.",
     .m_size = sizeof(ps_state),
     .m_slots = core_slots,
     .m_traverse = core_traverse,

@@ -1,0 +1,185 @@
+"""Worker: a mailbox with its own thread or task, in the spirit of an
+Erlang gen_server.
+
+Subclass it, name the channels it joins, and write ``handle_message``::
+
+    class Indexer(pubsub.Worker):
+        channels = ("posts",)
+
+        def handle_message(self, msg):
+            match msg:
+                case pubsub.Message(topic="post_created", payload=post):
+                    index(post)
+
+    indexer = Indexer().start()      # a thread; or: await indexer.run()
+    ...
+    indexer.stop()
+
+The channels are joined before ``start`` returns, so a broadcast made
+after it reaches the worker.  An exception from ``handle_message`` is
+logged and the worker goes on with the next message (there is no
+supervisor to restart it).  ``stop`` queues a stop request behind the
+messages already received, so those are handled first (as a gen_server
+handles a stop call in turn); then the mailbox is closed and
+``terminate`` runs on the worker's own thread or task.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import threading
+from typing import Any, ClassVar, Iterable
+
+from ._core import Message, Scope, send
+from .mailbox import Mailbox
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+# The stop request: a direct message only this module can make.
+_STOP = object()
+_STOP_TOPIC = b"pubsub.worker.stop"
+
+
+class Worker:
+    """A mailbox plus the loop that feeds its messages to a handler."""
+
+    #: Channels joined when the worker starts.
+    channels: ClassVar[Iterable[str]] = ()
+    #: The scope they are joined in (None: the default scope).
+    scope: ClassVar[Scope | None] = None
+    #: Mailbox bound and overflow policy (see Mailbox).
+    capacity: ClassVar[int | None] = None
+    overflow: ClassVar[str] = "drop_oldest"
+
+    def __init__(self) -> None:
+        self.mailbox = Mailbox(self.capacity, self.overflow)
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> Any:
+        """The worker's address: its mailbox's pid."""
+        return self.mailbox.pid
+
+    # ---- what subclasses write ----
+
+    def init(self) -> None:
+        """Runs on the worker's thread or task before the first message."""
+
+    def handle_message(self, msg: Message) -> Any:
+        """Handle one message; may be a coroutine function under asyncio."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define handle_message(msg)")
+
+    def terminate(self) -> None:
+        """Runs on the worker's thread or task after it stopped."""
+
+    # ---- running on a thread ----
+
+    def start(self) -> Worker:
+        """Join the channels and run the worker on a daemon thread."""
+        if self._thread is not None or self._task is not None:
+            raise RuntimeError("worker already started")
+        self._join()
+        self._thread = threading.Thread(
+            target=self._run_thread, name=type(self).__name__, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Handle what is queued, then stop; wait up to timeout for that.
+
+        Past the timeout (or when the mailbox is full and refuses the stop
+        request) the mailbox is closed, dropping what is still queued.
+        """
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            self._request_stop()
+            thread.join(timeout)
+        self.mailbox.close()
+
+    def _run_thread(self) -> None:
+        self.init()
+        try:
+            for msg in self.mailbox:
+                if self._is_stop(msg):
+                    break
+                self._dispatch(msg)
+        finally:
+            self.mailbox.close()
+            self.terminate()
+
+    # ---- running on asyncio ----
+
+    def start_task(self) -> asyncio.Task[None]:
+        """Join the channels and run the worker as a task of this loop."""
+        if self._thread is not None or self._task is not None:
+            raise RuntimeError("worker already started")
+        self._join()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run_async(), name=type(self).__name__)
+        return self._task
+
+    async def run(self) -> None:
+        """Join the channels and run in the calling task until stopped."""
+        self._join()
+        await self._run_async()
+
+    async def astop(self) -> None:
+        """Handle what is queued, then stop the task of start_task."""
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            self._request_stop()
+            await task
+        self.mailbox.close()
+
+    async def _run_async(self) -> None:
+        self.init()
+        try:
+            async for msg in self.mailbox:
+                if self._is_stop(msg):
+                    break
+                result = self._dispatch(msg)
+                if inspect.isawaitable(result):
+                    try:
+                        await result
+                    except Exception:
+                        log.exception("%s failed on %r", self, msg)
+        finally:
+            self.mailbox.close()
+            self.terminate()
+
+    # ---- both ----
+
+    def _request_stop(self) -> None:
+        # A full mailbox under a drop policy may drop this; the caller's
+        # close() is the fallback.
+        if not self.mailbox.closed:
+            send(self.mailbox.pid, _STOP_TOPIC, _STOP)
+
+    @staticmethod
+    def _is_stop(msg: Message) -> bool:
+        return msg.channel is None and msg.payload is _STOP
+
+    def _join(self) -> None:
+        for channel in self.channels:
+            self.mailbox.join(channel, self.scope)
+
+    def _dispatch(self, msg: Message) -> Any:
+        try:
+            return self.handle_message(msg)
+        except Exception:
+            log.exception("%s failed on %r", self, msg)
+            return None
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.mailbox.pid!r}>"

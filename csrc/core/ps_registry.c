@@ -34,6 +34,8 @@ struct ps_registry {
     char name[];
 };
 
+uint64_t ps_registry_generation;
+
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static ps_registry *scopes, **scopes_tail = &scopes;
 static ps_registry_hooks hooks;
@@ -236,6 +238,7 @@ static void
 local_maybe_free(ps_channel *c)
 {
     if (c->n == 0 && c->nwatch == 0) {
+        ps_registry_generation++;
         ctab_remove(&c->reg->local, c);
         channel_free(c);
     }
@@ -251,6 +254,7 @@ local_get(ps_registry *reg, const char *name, size_t len)
     if (c != NULL)
         return c;
     c = channel_new(reg, h, name, len);
+    ps_registry_generation++;
     if (c != NULL && ctab_insert(&reg->local, c) != 0) {
         channel_free(c);
         c = NULL;

@@ -138,6 +138,12 @@ int ps_registry_join(ps_registry *reg, const char *ch, size_t len,
 int ps_registry_leave(ps_registry *reg, const char *ch, size_t len,
                       ps_mailbox *mb, ps_fanout *f);
 
+/*
+ * Bumped (owner side) whenever a local channel is made or freed, so a
+ * caller may cache a ps_registry_find result until it changes.
+ */
+extern uint64_t ps_registry_generation;
+
 /* Owner (lock-free) or lock held: the local channel, or NULL. */
 ps_channel *ps_registry_find(ps_registry *reg, const char *ch, size_t len);
 

@@ -21,7 +21,7 @@ typedef struct ps_buf ps_buf;   /* ps_codec.h */
 typedef struct ps_state {
     PyTypeObject *Mailbox;
     PyTypeObject *Pid;
-    PyTypeObject *Message;      /* a PyStructSequence type */
+    PyTypeObject *Message;
     PyTypeObject *Scope;
     PyObject *PubSubError;
     PyObject *Empty;
@@ -58,6 +58,11 @@ typedef struct ScopeObject {
     ps_registry *reg;
     ps_state *st;
     PyObject *name;
+    /* The last channel looked up: valid while the str is the same object
+     * and ps_registry_generation has not moved. */
+    PyObject *last_name;
+    ps_channel *last_ch;
+    uint64_t last_gen;
 } ScopeObject;
 
 static inline MailboxObject *
@@ -80,6 +85,18 @@ psg_state(PyObject *module)
  * argument or operation) when not NULL.  Always returns NULL.
  */
 PyObject *psg_raise(ps_state *st, int code, const char *what);
+
+/* ---- message.c ---- */
+
+/* The Message type, made and added to module.  NULL with an error. */
+PyTypeObject *psg_message_type(PyObject *module);
+/* A new Message holding new references to the four fields. */
+PyObject *psg_message_new(ps_state *st, PyObject *channel, PyObject *sender,
+                          PyObject *topic, PyObject *payload);
+/* A new Message stealing items[0..3]; NULL items mean an error is set. */
+PyObject *psg_message_steal(ps_state *st, PyObject *items[4]);
+/* Free the recycled messages (module teardown). */
+void psg_message_freelist_clear(void);
 
 /* ---- pid.c ---- */
 

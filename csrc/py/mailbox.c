@@ -83,7 +83,7 @@ psg_mailbox_pid(MailboxObject *self)
 static PyObject *
 event_to_message(ps_state *st, ps_rmsg *m)
 {
-    PyObject *msg, *channel, *topic, *payload;
+    PyObject *channel, *topic, *payload;
     int node_event = m->topic_len > 0 && m->topic[0] == 'n';
 
     if (node_event) {
@@ -99,26 +99,15 @@ event_to_message(ps_state *st, ps_rmsg *m)
                                              : st->str_leave);
         payload = psg_pid_new(st, m->sender_node, m->sender_id);
     }
-    msg = PyStructSequence_New(st->Message);
-    if (msg == NULL || channel == NULL || payload == NULL) {
-        Py_XDECREF(msg);
-        Py_XDECREF(channel);
-        Py_XDECREF(payload);
-        Py_DECREF(topic);
-        return NULL;
-    }
-    PyStructSequence_SET_ITEM(msg, 0, channel);
-    PyStructSequence_SET_ITEM(msg, 1, Py_NewRef(Py_None));
-    PyStructSequence_SET_ITEM(msg, 2, topic);
-    PyStructSequence_SET_ITEM(msg, 3, payload);
-    return msg;
+    return psg_message_steal(st, (PyObject *[4]){
+        channel, Py_NewRef(Py_None), topic, payload });
 }
 
 /* A Message from another node's encoded message; NULL with an error. */
 static PyObject *
 rmsg_to_message(ps_state *st, ps_rmsg *m)
 {
-    PyObject *msg, *items[4] = {NULL, NULL, NULL, NULL};
+    PyObject *items[4] = {NULL, NULL, NULL, NULL};
 
     if (m->flags & PS_RMSG_EVENT)
         return event_to_message(st, m);
@@ -138,15 +127,7 @@ rmsg_to_message(ps_state *st, ps_rmsg *m)
                                         m->topic_len, "surrogatepass");
     if (items[0] && items[1] && items[2])
         items[3] = psg_decode(st, m->payload, m->payload_len);
-    msg = items[3] ? PyStructSequence_New(st->Message) : NULL;
-    if (msg == NULL) {
-        for (int i = 0; i < 4; i++)
-            Py_XDECREF(items[i]);
-        return NULL;
-    }
-    for (int i = 0; i < 4; i++)
-        PyStructSequence_SET_ITEM(msg, i, items[i]);
-    return msg;
+    return psg_message_steal(st, items);
 }
 
 /* Convert a popped item, consuming it.  NULL with an error. */

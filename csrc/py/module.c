@@ -76,23 +76,6 @@ static PyMethodDef core_functions[] = {
     {NULL},
 };
 
-static PyStructSequence_Field message_fields[] = {
-    {"channel", "the channel it was broadcast on (None: sent directly)"},
-    {"sender", "the sender's Pid, or None"},
-    {"topic", "str or bytes chosen by the sender"},
-    {"payload", "any object (from another node: a decoded copy)"},
-    {NULL},
-};
-
-static PyStructSequence_Desc message_desc = {
-    "pubsub.Message",
-    "Message(channel, sender, topic, payload): what a mailbox receives.\n\n"
-    "A tuple: unpack it, index it, or match it with\n"
-    "case Message(channel='posts', topic='post_created', payload=p).",
-    message_fields,
-    4,
-};
-
 /* One exception class: name, bases (a tuple or one class), doc. */
 static int
 add_exc(PyObject *m, PyObject **slot, const char *name, PyObject *base1,
@@ -181,9 +164,8 @@ core_exec(PyObject *m)
     st->Scope = st->Mailbox ? add_type(m, &psg_scope_spec, "Scope") : NULL;
     if (st->Scope == NULL)
         return -1;
-    st->Message = PyStructSequence_NewType(&message_desc);
-    if (st->Message == NULL ||
-        PyModule_AddObjectRef(m, "Message", (PyObject *)st->Message) < 0)
+    st->Message = psg_message_type(m);
+    if (st->Message == NULL)
         return -1;
 
     if (add_str(m, &st->str_join, "JOIN", "$join") < 0 ||
@@ -241,6 +223,7 @@ static void
 core_free(void *m)
 {
     psg_cluster_fini();
+    psg_message_freelist_clear();
     core_clear((PyObject *)m);
 }
 

@@ -304,19 +304,23 @@ fan_out(ps_channel *c, PyObject *msg, ps_fanout *f)
     }
 }
 
-static PyObject *
-make_message(ps_state *st, PyObject *channel, PyObject *sender,
-             PyObject *topic, PyObject *payload)
+/* The local channel named by str obj (name/len its bytes), cached. */
+static inline ps_channel *
+find_cached(ScopeObject *self, PyObject *obj, const char *name,
+            Py_ssize_t len)
 {
-    PyObject *msg = PyStructSequence_New(st->Message);
+    ps_channel *c;
 
-    if (msg == NULL)
-        return NULL;
-    PyStructSequence_SET_ITEM(msg, 0, Py_NewRef(channel));
-    PyStructSequence_SET_ITEM(msg, 1, Py_NewRef(sender));
-    PyStructSequence_SET_ITEM(msg, 2, Py_NewRef(topic));
-    PyStructSequence_SET_ITEM(msg, 3, Py_NewRef(payload));
-    return msg;
+    if (obj == self->last_name && self->last_gen == ps_registry_generation)
+        return self->last_ch;
+    c = ps_registry_find(self->reg, name, (size_t)len);
+    /* Only exact str: dropping the old one then runs no code. */
+    if (PyUnicode_CheckExact(obj)) {
+        self->last_ch = c;
+        self->last_gen = ps_registry_generation;
+        Py_XSETREF(self->last_name, Py_NewRef(obj));
+    }
+    return c;
 }
 
 static PyObject *
@@ -365,12 +369,19 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
         }
     }
 
-    c = ps_registry_find(self->reg, name, (size_t)len);
+    c = find_cached(self, a[0], name, len);
     if (c != NULL && c->n > 0) {
-        msg = make_message(self->st, a[0], sender, a[1], a[2]);
+        uint64_t gen = ps_registry_generation;
+
+        msg = psg_message_new(self->st, a[0], sender, a[1], a[2]);
         if (msg == NULL)
             goto fail_remote;
-        fan_out(c, msg, &f);
+        /* Allocating may have run the collector, and a __del__ may have
+         * joined or left: look again if the tables moved. */
+        if (gen != ps_registry_generation)
+            c = find_cached(self, a[0], name, len);
+        if (c != NULL)
+            fan_out(c, msg, &f);
         Py_DECREF(msg);
     }
 
@@ -390,7 +401,8 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
             rc = PS_ENOMEM;
     }
     Py_XDECREF(keep);
-    psg_fanout_finish(&f);
+    if (f.ndropped || f.nslow)
+        psg_fanout_finish(&f);
     if (rc != 0 && rc != PS_ENOPEER)
         return psg_raise(self->st, rc, "broadcast");
     Py_RETURN_NONE;
@@ -454,12 +466,16 @@ module_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
     pid = (PidObject *)a[0];
 
     if (pid->node == ps_node_local()) {
-        mb = ps_registry_mailbox(pid->id);
-        if (mb == NULL)
-            Py_RETURN_FALSE;
-        msg = make_message(st, Py_None, sender, a[1], a[2]);
+        /* The message first: allocating can run code that closes the
+         * target, so look it up after. */
+        msg = psg_message_new(st, Py_None, sender, a[1], a[2]);
         if (msg == NULL)
             return NULL;
+        mb = ps_registry_mailbox(pid->id);
+        if (mb == NULL) {
+            Py_DECREF(msg);
+            Py_RETURN_FALSE;
+        }
         fan_out(&(ps_channel){ .members = &(ps_member){ mb, 0 }, .n = 1 },
                 msg, &f);
         Py_DECREF(msg);
@@ -762,6 +778,7 @@ Scope_dealloc(ScopeObject *self)
     PyTypeObject *tp = Py_TYPE(self);
 
     Py_CLEAR(self->name);
+    Py_CLEAR(self->last_name);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }

@@ -7,7 +7,10 @@ whatever the C validator accepts the decoder accepts too.
 import collections
 import enum
 import math
+import pathlib
+import shutil
 import struct
+import subprocess
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -470,6 +473,46 @@ def test_malformed_scalars_are_a_codecerror(data):
     expect_codec_error(data)
 
 
+def str_of(body):
+    """A STR value holding body, whatever it is (lengths below 128)."""
+    return b"\x07" + bytes([len(body)]) + body
+
+
+@FAST
+@given(st.binary(max_size=40) | st.text(max_size=20).map(
+    lambda s: s.encode("utf-8", "surrogatepass")))
+def test_utf8_check_agrees_with_python(body):
+    try:
+        expected = body.decode("utf-8")
+    except UnicodeDecodeError:
+        expected = None
+    assert (_codec_validate(str_of(body)) == 0) == (expected is not None)
+    if expected is None:
+        expect_codec_error(str_of(body), "UTF-8")
+    else:
+        assert decode(str_of(body)) == expected
+
+
 def test_errors_are_valueerror_and_pubsuberror():
     assert issubclass(CodecError, ValueError)
     assert issubclass(CodecError, pubsub.PubSubError)
+
+
+# ---- the core's own C tests ---------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_core_c_unit_tests(tmp_path):
+    exe = tmp_path / "test_codec_core"
+    subprocess.run(
+        ["cc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Werror",
+         "-I", str(ROOT / "csrc/core"),
+         str(ROOT / "tests/c/test_codec_core.c"),
+         str(ROOT / "csrc/core/ps_codec.c"),
+         str(ROOT / "csrc/core/ps_common.c"), "-o", str(exe)],
+        check=True, capture_output=True, timeout=60)
+    run = subprocess.run([str(exe)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stdout

@@ -469,7 +469,10 @@ peer_flush(peer *p)
             if (p->w.len == 0)
                 break;
         }
-        n = write(p->fd, p->w.data + p->woff, p->w.len - p->woff);
+        /* send() rather than write(): no SIGPIPE in a host that has
+         * not ignored it. */
+        n = send(p->fd, p->w.data + p->woff, p->w.len - p->woff,
+                 MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

@@ -81,6 +81,26 @@ class _Server:
             max_queue=a.get("max_queue", 64 << 20))
         return {"host": host, "port": port}
 
+    def do_start_env(self, a: dict) -> dict:
+        """start_node_from_env() with the given environment."""
+        self.cluster.monitor_nodes(self.node_watch)
+        os.environ.update(a["env"])
+        bound = self.cluster.start_node_from_env()
+        return {"port": bound[1] if bound else None}
+
+    def do_connect(self, a: dict) -> dict:
+        self.cluster.connect(a["address"])
+        return {}
+
+    def do_remember(self, a: dict) -> dict:
+        """Keep the channel's present members' Pid objects."""
+        self.remembered = list(self.scope(a).get_members(a["channel"]))
+        return {"pids": [repr(p) for p in self.remembered]}
+
+    def do_send_remembered(self, a: dict) -> dict:
+        sent = [self.pubsub.send(p, "old", None) for p in self.remembered]
+        return {"sent": sent}
+
     def do_stop(self, a: dict) -> dict:
         self.cluster.stop_node()
         return {}

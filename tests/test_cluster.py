@@ -290,3 +290,66 @@ def test_node_events_reach_a_monitoring_mailbox(nodes):
     # cluster_node monitors nodes itself; wait_nodes relies on it.
     b.call("stop")
     a.call("wait_nodes", nodes=[])
+
+
+def test_simultaneous_dials_leave_one_link_and_no_duplicates(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    a.call("connect", address=b.address)
+    _mesh(a, b)
+    pid = b.call("mailbox", mb="m")["pid"]
+    b.call("join", mb="m", channel="x")
+    assert a.call("wait_members", channel="x", n=1)["members"] == [pid]
+    assert a.call("nodes")["nodes"] == ["b"]
+    assert b.call("nodes")["nodes"] == ["a"]
+
+
+def test_send_to_a_pid_of_a_past_incarnation_is_dropped_and_counted(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="x")
+    a.call("wait_members", channel="x", n=1)
+    a.call("remember", channel="x")
+    b.kill()
+    a.call("wait_members", channel="x", n=0)
+    b2 = nodes("b", seeds=[a])
+    _mesh(a, b2)
+    assert a.call("send_remembered")["sent"] == [False]
+    assert a.call("stats")["stats"]["nopeer_drops"] >= 1
+
+
+def test_a_node_starts_from_its_environment(nodes):
+    a = nodes("a")
+    b = Node("b", start=False)
+    try:
+        reply = b.call("start_env", env={
+            "PUBSUB_NODE": "b", "PUBSUB_COOKIE": "test-cookie",
+            "PUBSUB_SEEDS": a.address, "PUBSUB_LISTEN": "127.0.0.1:0"})
+        assert reply["port"]
+        _mesh(a, b)
+    finally:
+        b.close()
+
+
+def test_start_node_from_env_without_a_node_name_returns_none(monkeypatch):
+    import pubsub.cluster as cluster
+    monkeypatch.delenv("PUBSUB_NODE", raising=False)
+    assert cluster.start_node_from_env() is None
+    assert cluster.node_name() is None
+
+
+def test_a_node_without_a_cookie_refuses_to_start(monkeypatch):
+    import pubsub.cluster as cluster
+    monkeypatch.delenv("PUBSUB_COOKIE", raising=False)
+    with pytest.raises(ValueError, match="cookie is required"):
+        cluster.start_node("solo")
+    assert cluster.node_name() is None
+
+
+@pytest.mark.parametrize("text", ["nohost", "h:", ":1", "h:99999", "h:x"])
+def test_bad_addresses_are_refused(text):
+    import pubsub.cluster as cluster
+    with pytest.raises(ValueError):
+        cluster.start_node("solo", listen=text, cookie="k")

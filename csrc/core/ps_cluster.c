@@ -218,8 +218,8 @@ wake_io(void)
 /*
  * Reserve n bytes of p's queue for a frame.  Caller holds p->mu.  With
  * bounded set, a queue that would pass max_queue marks the peer for
- * dropping and returns NULL; NULL also when out of memory.  *woke tells
- * whether the queue was empty (the caller wakes the thread after
+ * dropping and returns NULL; NULL also when out of memory.  *was_empty
+ * tells whether the queue was empty (the caller wakes the thread after
  * unlocking).
  */
 static uint8_t *
@@ -1788,16 +1788,19 @@ fail:
     return PS_ESYS;
 }
 
+/*
+ * The eventfd stays open for the life of the process: a thread that
+ * queued a frame just as the node stopped may still write to it, and a
+ * closed number could by then name another file.
+ */
 static void
 close_fds(void)
 {
     if (cl.lfd >= 0)
         close(cl.lfd);
-    if (cl.wakefd >= 0)
-        close(cl.wakefd);
     if (cl.epfd >= 0)
         close(cl.epfd);
-    cl.lfd = cl.wakefd = cl.epfd = -1;
+    cl.lfd = cl.epfd = -1;
 }
 
 /* Resolve and enter the seeds in the dial list. */
@@ -1845,7 +1848,8 @@ ps_cluster_start(const ps_cluster_config *cfg)
     if ((rc = open_listener(cfg)) != 0)
         return rc;
     cl.epfd = epoll_create1(EPOLL_CLOEXEC);
-    cl.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (cl.wakefd < 0)
+        cl.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (cl.epfd < 0 || cl.wakefd < 0 ||
         ep_add(cl.lfd, &listen_tag, EPOLLIN) != 0 ||
         ep_add(cl.wakefd, &wake_tag, EPOLLIN) != 0) {

@@ -299,10 +299,16 @@ class Node:
                   "PUBSUB_LISTEN"):
             env.pop(k, None)
         self.name = name
+        # PUBSUB_TEST_STDERR=path collects the nodes' stderr (sanitizer
+        # reports, tracebacks at exit) for debugging.
+        errpath = os.environ.get("PUBSUB_TEST_STDERR")
+        err = open(errpath, "ab") if errpath else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "cluster_node.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+            stderr=err, env=env, cwd=ROOT)
+        if errpath:
+            err.close()
         self._buf = b""
         self.port = None
         if start:

@@ -484,6 +484,7 @@ peer_flush(peer *p)
         p->woff += (size_t)n;
         p->last_send = ps_now_ns();
         COUNT(bytes_out, (uint64_t)n);
+        COUNT(writes, 1);
     }
     ep_want_out(p, 0);
     return 0;
@@ -1404,6 +1405,7 @@ peer_read(peer *p)
             return;
         }
         COUNT(bytes_in, (uint64_t)n);
+        COUNT(reads, 1);
         p->last_recv = ps_now_ns();
         if (p->state == CONN_CLOSING) {
             p->rlen = 0;        /* discard: we are only waiting for EOF */

@@ -128,6 +128,8 @@ int ps_cluster_send(ps_node *node, uint64_t target_id, uint64_t sender_id,
     X(frames_out, "frames queued to established peers")                  \
     X(bytes_in, "bytes read from every connection")                      \
     X(bytes_out, "bytes written to every connection")                    \
+    X(reads, "read() calls that returned data")                          \
+    X(writes, "send() calls that wrote data (frames are coalesced)")     \
     X(links_up, "links established")                                     \
     X(links_dropped, "established links lost, for any reason")           \
     X(bad_handshakes, "connections closed before authenticating")        \

@@ -273,3 +273,18 @@ def test_slow_peer_is_dropped_when_its_queue_passes_max_queue(nodes):
         a.call("wait_nodes", nodes=[])
     finally:
         s.close()
+
+
+def test_a_second_live_node_under_a_taken_name_is_refused(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    impostor = Node("b", seeds=[a.address], **FAST)
+    try:
+        rec = impostor.call("wait_log", id="PEER-REFUSED")["records"]
+        assert "already connected" in rec[0][2]
+        a.call("wait_log", id="PEER-REFUSING")
+        assert impostor.call("nodes")["nodes"] == []
+        assert a.call("nodes")["nodes"] == ["b"]
+    finally:
+        impostor.close()

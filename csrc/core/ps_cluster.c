@@ -829,6 +829,38 @@ settle_duplicate(peer *p, ps_node *node, int *replaced, peer **gone)
 }
 
 /*
+ * Is p's name already linked to another incarnation?  Names are unique in
+ * a cluster: a second live process under one name is refused rather than
+ * allowed to displace the first back and forth.  A restarted node gets in
+ * once its old link is gone (closed, or silent past the timeout).
+ */
+static int
+name_taken(peer *p)
+{
+    int taken = 0;
+
+    ps_registry_lock();
+    for (peer *q = cl.peers; q != NULL && !taken; q = q->next) {
+        taken = q != p && q->synced && q->rinc != p->rinc &&
+                q->rname_len == p->rname_len &&
+                memcmp(q->rname, p->rname, p->rname_len) == 0;
+    }
+    ps_registry_unlock();
+    return taken;
+}
+
+/* Refuse p because its name is linked to another incarnation. */
+static void
+refuse_taken(peer *p)
+{
+    char why[PS_MAX_NODENAME + 80];
+
+    snprintf(why, sizeof why, "a node named \"%s\" (another incarnation) "
+             "is already connected", p->rname);
+    peer_refuse(p, PS_REFUSE_NAME, "PEER-REFUSING", why);
+}
+
+/*
  * p has proven itself: make it its node's link, and in the same critical
  * section queue PEERS and the full membership and mark it as receiving
  * deltas, so the snapshot and the deltas neither overlap nor miss.
@@ -1245,6 +1277,10 @@ on_response(peer *p, const ps_frame_hdr *h, const uint8_t *body)
         else
             peer_refuse(p, PS_REFUSE_AUTH, "PEER-BAD-COOKIE",
                         "authentication failed (cookies differ)");
+        return;
+    }
+    if (name_taken(p)) {
+        refuse_taken(p);
         return;
     }
     if (!p->initiator && send_proof(p) != 0) {

@@ -45,7 +45,8 @@ fuzz_setup(void)
 static peer *
 fuzz_peer(int fd, uint8_t mode)
 {
-    peer *p = peer_new(fd, mode == 1, "fuzz");
+    static const ps_cluster_addr other = { "fuzz", 1 };
+    peer *p = peer_new(fd, mode == 1, &other);
 
     if (p == NULL)
         return NULL;

@@ -74,7 +74,8 @@ typedef struct peer {
     uint8_t initiator;
     uint8_t synced;             /* receives deltas: registry lock */
     uint8_t want_out;           /* EPOLLOUT registered */
-    char addr[PS_CLUSTER_HOSTLEN + 8];  /* the socket's other end */
+    char addr[PS_CLUSTER_HOSTLEN + 8];  /* the other end, for logs */
+    char rhost[PS_CLUSTER_HOSTLEN];     /* the other end's address */
     struct dial *dial;          /* the target this was dialled for */
 
     /* Identity, known after HELLO/CHALLENGE; interned once proven. */
@@ -335,7 +336,7 @@ ep_want_out(peer *p, int on)
 /* ---- peer lifetime ---- */
 
 static peer *
-peer_new(int fd, int initiator, const char *addr)
+peer_new(int fd, int initiator, const ps_cluster_addr *other)
 {
     peer *p = calloc(1, sizeof *p);
 
@@ -349,7 +350,8 @@ peer_new(int fd, int initiator, const char *addr)
     p->rcap = RBUF_PREAUTH;
     p->fd = fd;
     p->initiator = (uint8_t)initiator;
-    snprintf(p->addr, sizeof p->addr, "%s", addr);
+    snprintf(p->addr, sizeof p->addr, "%s:%u", other->host, other->port);
+    snprintf(p->rhost, sizeof p->rhost, "%s", other->host);
     pthread_mutex_init(&p->mu, NULL);
     p->last_recv = p->last_send = ps_now_ns();
     p->deadline = p->last_recv + cl.timeout_ns;
@@ -661,6 +663,11 @@ judge_hello(peer *p, const ps_frame_hdr *h, const uint8_t *body,
     memcpy(p->listen.host, m.host.p, m.host.len);
     p->listen.host[m.host.len] = '\0';
     p->listen.port = m.port;
+    /* A node bound to every interface advertises an address nobody can
+     * dial: use the one its connection comes from. */
+    if (strcmp(p->listen.host, "0.0.0.0") == 0 ||
+        strcmp(p->listen.host, "::") == 0 || m.host.len == 0)
+        snprintf(p->listen.host, sizeof p->listen.host, "%s", p->rhost);
     if (m.name.len == me->name_len &&
         memcmp(m.name.p, me->name, m.name.len) == 0) {
         snprintf(why, cap, "node name \"%s\" is this node's own",
@@ -962,7 +969,6 @@ dial_start(dial *d)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    char addr[PS_CLUSTER_HOSTLEN + 8];
     peer *p;
     int fd;
 
@@ -981,8 +987,7 @@ dial_start(dial *d)
         close(fd);
         return;
     }
-    snprintf(addr, sizeof addr, "%s:%u", d->addr.host, d->addr.port);
-    p = peer_new(fd, 1, addr);
+    p = peer_new(fd, 1, &d->addr);
     if (p == NULL) {
         close(fd);
         return;
@@ -1382,6 +1387,10 @@ parse_frames(peer *p)
     }
     if (p->state == CONN_DEAD)
         return;
+    if (p->state == CONN_CLOSING) {
+        p->rlen = 0;        /* nothing more is read from a refused peer */
+        return;
+    }
     memmove(p->rbuf, p->rbuf + off, p->rlen - off);
     p->rlen -= off;
 }
@@ -1483,7 +1492,6 @@ on_accept(void)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         ps_cluster_addr a = { "?", 0 };
-        char addr[PS_CLUSTER_HOSTLEN + 8];
         peer *p;
         int fd = accept4(cl.lfd, (struct sockaddr *)&ss, &sl,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1491,10 +1499,9 @@ on_accept(void)
         if (fd < 0)
             return;     /* EAGAIN, or a transient error: retry later */
         addr_numeric((struct sockaddr *)&ss, sl, &a);
-        snprintf(addr, sizeof addr, "%s:%u", a.host, a.port);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
                    sizeof(int));
-        p = peer_new(fd, 0, addr);
+        p = peer_new(fd, 0, &a);
         if (p == NULL) {
             close(fd);
             continue;

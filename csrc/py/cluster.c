@@ -333,7 +333,10 @@ cluster_nodes(PyObject *module, PyObject *unused)
         v = PyMem_Malloc(n * sizeof *v);
         if (v == NULL)
             return PyErr_NoMemory();
-        n = ps_cluster_nodes(v, n) < n ? ps_cluster_nodes(v, n) : n;
+        size_t again = ps_cluster_nodes(v, n);
+
+        if (again < n)
+            n = again;
     }
     list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {

@@ -95,7 +95,7 @@ def _cookie_bytes(cookie: str | bytes | None) -> bytes:
 
 def start_node(name: str | None = None, listen: str | None = None,
                cookie: str | bytes | None = None,
-               seeds: str | Iterable[str] | None = None, *,
+               seeds: str | Iterable[str] | None = None,
                heartbeat: float = 1.0, timeout: float = 5.0,
                max_frame: int = DEFAULT_MAX_FRAME,
                max_queue: int = DEFAULT_MAX_QUEUE) -> tuple[str, int]:

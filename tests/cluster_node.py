@@ -134,6 +134,78 @@ class _Server:
             fn(a["channel"], a.get("topic", "t"), payload, sender=sender)
         return {}
 
+    def do_broadcast_threads(self, a: dict) -> dict:
+        """Several threads broadcast count messages each, each thread as
+        its own sender; payload (thread, i)."""
+        senders = [self.pubsub.Mailbox() for _ in range(a["threads"])]
+
+        def run(k: int) -> None:
+            for i in range(a["count"]):
+                self.pubsub.broadcast(a["channel"], "t", (k, i),
+                                      sender=senders[k].pid)
+
+        threads = [threading.Thread(target=run, args=(k,))
+                   for k in range(a["threads"])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return {"senders": [repr(m.pid) for m in senders]}
+
+    def do_recv_per_sender(self, a: dict) -> dict:
+        """Receive n (thread, i) payloads; check each sender's order."""
+        mb = self.boxes[a["mb"]]
+        deadline = time.monotonic() + a.get("timeout", 30.0)
+        nxt: dict[str, int] = {}
+        got, bad = 0, None
+        while got < a["n"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch = [mb.recv(timeout=left)] + mb.recv_many()
+            except self.pubsub.Timeout:
+                break
+            for m in batch:
+                k, i = m.payload
+                key = repr(m.sender)
+                if i != nxt.get(key, 0) and bad is None:
+                    bad = [key, nxt.get(key, 0), i]
+                nxt[key] = i + 1
+                got += 1
+        return {"received": got, "first_disorder": bad,
+                "senders": len(nxt)}
+
+    def do_churn(self, a: dict) -> dict:
+        """Join and leave at random across channels, from threads; return
+        the local view of every channel afterwards."""
+        import random
+        boxes = [self.pubsub.Mailbox() for _ in range(a["boxes"])]
+        self.churned = boxes
+        chans = [f"churn{i}" for i in range(a["channels"])]
+
+        def run(seed: int) -> None:
+            rnd = random.Random(seed)
+            for _ in range(a["steps"]):
+                mb, ch = rnd.choice(boxes), rnd.choice(chans)
+                if rnd.random() < 0.55:
+                    mb.join(ch)
+                else:
+                    mb.leave(ch)
+
+        threads = [threading.Thread(target=run, args=(k,))
+                   for k in range(a.get("threads", 4))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if a.get("close_some"):
+            for mb in boxes[::3]:
+                mb.close()
+        return {"view": {ch: sorted(repr(p) for p in
+                                    self.pubsub.get_local_members(ch))
+                         for ch in chans}}
+
     def do_send_members(self, a: dict) -> dict:
         """Send to every remote member of a channel; count the Trues."""
         me = self.cluster.node_name()
@@ -193,16 +265,19 @@ class _Server:
         return {"members": sorted(repr(p) for p in fn(a["channel"]))}
 
     def do_wait_members(self, a: dict) -> dict:
-        """Wait until the channel has exactly n members, woken by the
-        channel's join/leave events."""
+        """Wait until the channel has exactly n members (and, given
+        expect, exactly those), woken by the channel's join/leave
+        events."""
         sc = self.scope(a)
         with self.pubsub.Mailbox() as watch:
             sc.monitor(watch, a["channel"])
             deadline = time.monotonic() + a.get("timeout", 5.0)
             while True:
                 members = sc.get_members(a["channel"])
-                if len(members) == a["n"]:
-                    return {"members": sorted(repr(p) for p in members)}
+                listed = sorted(repr(p) for p in members)
+                if len(members) == a["n"] and (
+                        "expect" not in a or listed == a["expect"]):
+                    return {"members": listed}
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"{len(members)} members, not "

@@ -355,3 +355,33 @@ def test_bad_addresses_are_refused(text):
     import pubsub.cluster as cluster
     with pytest.raises(ValueError):
         cluster.start_node("solo", listen=text, cookie="k")
+
+
+@needs_codec
+def test_concurrent_senders_each_keep_their_order(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="c")
+    a.call("wait_members", channel="c", n=1)
+    a.call("broadcast_threads", channel="c", threads=4, count=20_000,
+           timeout=60)
+    got = b.call("recv_per_sender", mb="m", n=80_000, timeout=60)
+    assert got == {"received": 80_000, "first_disorder": None,
+                   "senders": 4}
+
+
+def test_membership_stays_consistent_under_join_leave_churn(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    # Churn while the link is up, then a new node syncs from scratch.
+    view = a.call("churn", boxes=20, channels=10, steps=3000,
+                  close_some=True, timeout=60)["view"]
+    c = nodes("c", seeds=[a])
+    _mesh(a, b, c)
+    for ch, members in view.items():
+        for n in (b, c):
+            n.call("wait_members", channel=ch, n=len(members),
+                   expect=members)

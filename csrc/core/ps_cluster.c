@@ -125,6 +125,7 @@ static struct cluster {
     peer *peers;                /* registry lock to change */
     peer *reap;                 /* dead, freed at the end of a turn */
     dial *dials;                /* I/O thread */
+    int accept_paused;          /* out of descriptors: retry next tick */
     pthread_mutex_t pending_mu; /* guards pending */
     dial *pending;              /* from ps_cluster_connect */
 } cl = { .epfd = -1, .wakefd = -1, .lfd = -1,
@@ -1496,8 +1497,20 @@ on_accept(void)
         int fd = accept4(cl.lfd, (struct sockaddr *)&ss, &sl,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-        if (fd < 0)
-            return;     /* EAGAIN, or a transient error: retry later */
+        if (fd < 0) {
+            /* Out of descriptors, the listener would stay readable and
+             * spin the thread: stop watching it until the next tick. */
+            if (errno == EMFILE || errno == ENFILE) {
+                struct epoll_event ev = { .events = 0 };
+
+                ev.data.ptr = &listen_tag;
+                epoll_ctl(cl.epfd, EPOLL_CTL_MOD, cl.lfd, &ev);
+                cl.accept_paused = 1;
+                report(PS_LOG_ERROR, "NODE-NO-FDS", "cannot accept: %s",
+                       strerror(errno));
+            }
+            return;
+        }
         addr_numeric((struct sockaddr *)&ss, sl, &a);
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
                    sizeof(int));
@@ -1586,6 +1599,13 @@ tick(uint64_t now)
         }
     }
     dial_tick(now);
+    if (cl.accept_paused) {
+        struct epoll_event ev = { .events = EPOLLIN };
+
+        ev.data.ptr = &listen_tag;
+        epoll_ctl(cl.epfd, EPOLL_CTL_MOD, cl.lfd, &ev);
+        cl.accept_paused = 0;
+    }
 }
 
 /* Close everything at the end of the thread. */

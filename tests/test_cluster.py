@@ -306,6 +306,7 @@ def test_simultaneous_dials_leave_one_link_and_no_duplicates(nodes):
     assert b.call("nodes")["nodes"] == ["a"]
 
 
+@needs_codec
 def test_send_to_a_pid_of_a_past_incarnation_is_dropped_and_counted(nodes):
     a = nodes("a")
     b = nodes("b", seeds=[a])

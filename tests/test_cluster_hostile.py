@@ -165,6 +165,7 @@ def test_silent_connection_is_closed_after_the_timeout(nodes):
     a.call("wait_log", id="PEER-HANDSHAKE-TIMEOUT")
 
 
+@needs_codec
 def test_nothing_is_delivered_from_an_unauthenticated_peer(nodes):
     a = nodes("a")
     b = nodes("b", seeds=[a])

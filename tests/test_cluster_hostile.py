@@ -1,0 +1,291 @@
+"""Hostile and mistaken peers: each is turned away or cut off, with a log
+line, while the node keeps serving its honest peers.
+
+Raw connections here speak the wire format of csrc/core/ps_wire.h
+directly: an 8-byte header (magic "pS", version, type, big-endian body
+length) and the bodies it documents.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import socket
+import struct
+
+import pytest
+
+from cluster_node import Node
+from test_cluster import FAST, _mesh, needs_codec, nodes  # noqa: F401
+
+HELLO, CHALLENGE, RESPONSE, REFUSE, PEERS, SYNC = 1, 2, 3, 4, 5, 6
+BCAST, HEARTBEAT = 8, 10
+COOKIE = "test-cookie"
+
+
+def frame(ftype: int, body: bytes, version: int = 1) -> bytes:
+    return b"pS" + bytes([version, ftype]) + struct.pack(">I", len(body)) \
+        + body
+
+
+def hello_body(name: bytes, inc: int, nonce: bytes,
+               max_frame: int = 16 << 20) -> bytes:
+    host = b"127.0.0.1"
+    return (struct.pack(">IQ", max_frame, inc) + bytes([len(name)]) + name
+            + bytes([len(host)]) + host + struct.pack(">H", 1) + nonce)
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
+
+
+def read_frame(s: socket.socket) -> tuple[int, bytes]:
+    hdr = recv_exact(s, 8)
+    assert hdr[:2] == b"pS"
+    return hdr[3], recv_exact(s, struct.unpack(">I", hdr[4:])[0])
+
+
+def closed_by_peer(s: socket.socket, timeout: float) -> bool:
+    """True when the other side closes within timeout (data is drained)."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    except socket.timeout:
+        return False
+    return True
+
+
+def connect(node: Node) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", node.port), timeout=5)
+
+
+def identity(name: bytes, inc: int) -> bytes:
+    return bytes([len(name)]) + name + struct.pack(">Q", inc)
+
+
+def authenticate(node: Node, cookie: str = COOKIE, name: bytes = b"fake",
+                 rcvbuf: int | None = None) -> socket.socket:
+    """Run the initiator's side of the handshake; return the socket."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect(("127.0.0.1", node.port))
+    inc = int.from_bytes(os.urandom(8), "big") | 1
+    ni = os.urandom(32)
+    s.sendall(frame(HELLO, hello_body(name, inc, ni)))
+    ftype, body = read_frame(s)
+    assert ftype == CHALLENGE
+    max_frame, a_inc = struct.unpack(">IQ", body[:12])
+    a_name = body[13:13 + body[12]]
+    na = body[-32:]
+    both = (ni + na + identity(name, inc) + identity(a_name, a_inc)
+            + struct.pack(">I", max_frame))
+    key = cookie.encode()
+    s.sendall(frame(RESPONSE, hmac.new(
+        key, b"cpubsub/1 initiator proof" + both, hashlib.sha256).digest()))
+    ftype, body = read_frame(s)
+    assert ftype == RESPONSE
+    assert hmac.compare_digest(body, hmac.new(
+        key, b"cpubsub/1 acceptor proof" + both, hashlib.sha256).digest())
+    return s
+
+
+def entry(scope: bytes, channel: bytes, pid: int, count: int) -> bytes:
+    return (struct.pack(">H", len(scope)) + scope
+            + struct.pack(">H", len(channel)) + channel
+            + struct.pack(">Qi", pid, count))
+
+
+def test_wrong_cookie_is_refused_and_logged_on_both_sides(nodes):
+    a = nodes("a")
+    b = Node("b", cookie="another-cookie", seeds=[a.address], **FAST)
+    try:
+        rec = a.call("wait_log", id="PEER-BAD-COOKIE")["records"]
+        assert "test-cookie" not in str(rec)
+        rec = b.call("wait_log", id="PEER-REFUSED")["records"]
+        assert "authentication failed" in rec[0][2]
+        assert "another-cookie" not in str(b.call("logs"))
+        assert a.call("nodes")["nodes"] == []
+        assert b.call("nodes")["nodes"] == []
+    finally:
+        b.close()
+    c = nodes("c", seeds=[a])
+    _mesh(a, c)
+    assert a.call("stats")["stats"]["bad_handshakes"] >= 1
+
+
+@pytest.mark.parametrize("garbage, log_id, why", [
+    (os.urandom(64).replace(b"p", b"q"), "PEER-BAD-FRAME", "bad frame"),
+    (b"pS\x01\x01\xff\xff\xff\xff", "PEER-BAD-FRAME", "exceeds the limit"),
+    (b"pS\x01\x08\x00\x01\x00\x00", "PEER-BAD-FRAME", "exceeds the limit"),
+    (frame(HELLO, b"\x00" * 20), "PEER-REFUSING", "malformed HELLO"),
+], ids=["random", "4GiB", "big-preauth", "short-hello"])
+def test_bad_bytes_close_only_that_connection(nodes, garbage, log_id, why):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    s = connect(a)
+    s.sendall(garbage)
+    assert closed_by_peer(s, 5)
+    s.close()
+    recs = a.call("wait_log", id=log_id)["records"]
+    assert why in recs[0][2]
+    assert a.call("nodes")["nodes"] == ["b"]
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="still")
+    a.call("wait_members", channel="still", n=1)
+
+
+def test_truncated_frame_closes_the_connection(nodes):
+    a = nodes("a")
+    s = connect(a)
+    s.sendall(frame(HELLO, b"\x00" * 60)[:30])
+    s.shutdown(socket.SHUT_WR)
+    assert closed_by_peer(s, 5)
+    s.close()
+    recs = a.call("wait_log", id="PEER-DOWN")["records"]
+    assert "truncated" in recs[0][2]
+
+
+def test_silent_connection_is_closed_after_the_timeout(nodes):
+    a = nodes("a")
+    s = connect(a)
+    assert closed_by_peer(s, FAST["timeout"] + 5)
+    s.close()
+    a.call("wait_log", id="PEER-HANDSHAKE-TIMEOUT")
+
+
+@needs_codec
+def test_nothing_is_delivered_from_an_unauthenticated_peer(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    a.call("mailbox", mb="m")
+    a.call("join", mb="m", channel="x")
+    b.call("wait_members", channel="x", n=1)
+
+    s = connect(a)
+    body = (struct.pack(">H", 7) + b"default" + struct.pack(">H", 1) + b"x"
+            + struct.pack(">QB", 0, 0) + struct.pack(">I", 4) + b"evil"
+            + b"\x00")
+    s.sendall(frame(BCAST, body))
+    assert closed_by_peer(s, 5)
+    s.close()
+    # The first message the member sees is the honest one.
+    b.call("broadcast", channel="x", topic="honest", payload="None")
+    msgs = a.call("recv", mb="m", n=1)["messages"]
+    assert msgs and msgs[0][2] == "'honest'"
+
+
+def test_protocol_version_mismatch_is_refused_with_a_reason(nodes):
+    a = nodes("a")
+    s = connect(a)
+    s.sendall(frame(HELLO, hello_body(b"future", 5, os.urandom(32)),
+                    version=9))
+    ftype, body = read_frame(s)
+    assert ftype == REFUSE
+    assert b"version" in body
+    assert closed_by_peer(s, 5)
+    s.close()
+    rec = a.call("wait_log", id="PEER-REFUSING")["records"]
+    assert "version 9" in rec[0][2]
+
+
+def test_setting_mismatch_is_refused_and_logged_on_both_sides(nodes):
+    a = nodes("a", max_frame=1 << 20)
+    b = Node("b", seeds=[a.address], max_frame=2 << 20, **FAST)
+    try:
+        rec = a.call("wait_log", id="PEER-REFUSING")["records"]
+        assert "max_frame" in rec[0][2]
+        rec = b.call("wait_log", id="PEER-REFUSED")["records"]
+        assert "max_frame" in rec[0][2]
+        assert a.call("nodes")["nodes"] == []
+    finally:
+        b.close()
+
+
+def test_a_node_with_our_own_name_is_refused(nodes):
+    a = nodes("a")
+    twin = Node("a", seeds=[a.address], **FAST)
+    try:
+        a.call("wait_log", id="PEER-REFUSING")
+        twin.call("wait_log", id="PEER-REFUSED")
+        assert a.call("nodes")["nodes"] == []
+    finally:
+        twin.close()
+
+
+def test_handshake_as_specified_links_a_foreign_implementation(nodes):
+    a = nodes("a")
+    s = authenticate(a)
+    try:
+        a.call("wait_nodes", nodes=["fake"])
+        ftype, _ = read_frame(s)
+        assert ftype == PEERS
+        s.sendall(frame(SYNC, struct.pack(">I", 1)
+                        + entry(b"default", b"ch", 42, 2)))
+        members = a.call("wait_members", channel="ch", n=2)["members"]
+        assert all(m.startswith("<Pid fake#") for m in members)
+    finally:
+        s.close()
+    a.call("wait_members", channel="ch", n=0)
+
+
+def test_a_replayed_proof_does_not_authenticate(nodes):
+    a = nodes("a")
+    s = connect(a)
+    s.sendall(frame(HELLO, hello_body(b"fake", 7, os.urandom(32))))
+    ftype, body = read_frame(s)
+    assert ftype == CHALLENGE
+    s.sendall(frame(RESPONSE, b"\x00" * 32))
+    ftype, body = read_frame(s)
+    assert ftype == REFUSE
+    assert closed_by_peer(s, 5)
+    s.close()
+    a.call("wait_log", id="PEER-BAD-COOKIE")
+    assert a.call("nodes")["nodes"] == []
+
+
+@needs_codec
+def test_slow_peer_is_dropped_when_its_queue_passes_max_queue(nodes):
+    a = nodes("a", max_queue=256 * 1024)
+    s = authenticate(a, rcvbuf=4096)
+    try:
+        s.sendall(frame(SYNC, struct.pack(">I", 1)
+                        + entry(b"default", b"slow", 1, 1)))
+        a.call("wait_members", channel="slow", n=1)
+        # Never read: the kernel buffers fill, then the node's queue.
+        for _ in range(200):
+            a.call("broadcast", channel="slow",
+                   payload=repr(b"y" * 100_000))
+            if a.call("stats")["stats"]["queue_overflows"]:
+                break
+        a.call("wait_log", id="PEER-QUEUE-OVERFLOW")
+        a.call("wait_nodes", nodes=[])
+    finally:
+        s.close()
+
+
+def test_a_second_live_node_under_a_taken_name_is_refused(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    impostor = Node("b", seeds=[a.address], **FAST)
+    try:
+        rec = impostor.call("wait_log", id="PEER-REFUSED")["records"]
+        assert "already connected" in rec[0][2]
+        a.call("wait_log", id="PEER-REFUSING")
+        assert impostor.call("nodes")["nodes"] == []
+        assert a.call("nodes")["nodes"] == ["b"]
+    finally:
+        impostor.close()

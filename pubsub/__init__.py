@@ -46,6 +46,18 @@ from ._core import (
     send,
     set_codec_hooks,
 )
+from .cluster import (
+    cluster_stats,
+    connect,
+    demonitor_nodes,
+    listen_address,
+    monitor_nodes,
+    node_name,
+    nodes,
+    start_node,
+    start_node_from_env,
+    stop_node,
+)
 from .mailbox import Mailbox
 from .worker import Worker
 
@@ -79,17 +91,27 @@ __all__ = [
     "Timeout",
     "Worker",
     "broadcast",
+    "cluster_stats",
+    "connect",
     "decode",
     "default_scope",
     "demonitor",
+    "demonitor_nodes",
     "encode",
     "get_local_members",
     "get_members",
     "join",
     "leave",
+    "listen_address",
     "local_broadcast",
     "monitor",
+    "monitor_nodes",
+    "node_name",
+    "nodes",
     "send",
     "set_codec_hooks",
+    "start_node",
+    "start_node_from_env",
+    "stop_node",
     "which_channels",
 ]

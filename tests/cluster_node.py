@@ -256,6 +256,15 @@ class _Server:
                 expect += 1
         return {"received": expect, "first_disorder": bad}
 
+    def do_monitor(self, a: dict) -> dict:
+        self.scope(a).monitor(self.boxes[a["mb"]], a.get("channel"))
+        return {}
+
+    def do_drain_topics(self, a: dict) -> dict:
+        """Every waiting message's topic, oldest first."""
+        return {"topics": [m.topic for m in
+                           self.boxes[a["mb"]].recv_many()]}
+
     def do_pending(self, a: dict) -> dict:
         return {"len": len(self.boxes[a["mb"]])}
 

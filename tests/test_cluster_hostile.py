@@ -289,3 +289,38 @@ def test_a_second_live_node_under_a_taken_name_is_refused(nodes):
         assert a.call("nodes")["nodes"] == ["b"]
     finally:
         impostor.close()
+
+
+def test_huge_join_counts_are_capped_and_do_not_stall_the_node(nodes):
+    """A SYNC claiming a pid joined 2^31 - 1 times, twice, neither wraps
+    the count nor keeps the I/O thread busy: the pid is listed 65,536
+    times (the documented cap), a watcher gets at most 1,024 join
+    events, and the node's honest peer is served at once."""
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    a.call("mailbox", mb="watch")
+    a.call("monitor", mb="watch", channel="big")
+    s = authenticate(a)
+    try:
+        a.call("wait_nodes", nodes=["b", "fake"])
+        big = 2 ** 31 - 1
+        s.sendall(frame(SYNC, struct.pack(">I", 3)
+                        + entry(b"default", b"big", 42, big)
+                        + entry(b"default", b"big", 42, big)
+                        + entry(b"default", b"big", 43, 1)))
+        members = a.call("wait_members", channel="big", n=65536 + 1,
+                         timeout=10)["members"]
+        assert sum(m.startswith("<Pid fake#") and m.endswith(".42>")
+                   for m in members) == 65536
+        topics = a.call("drain_topics", mb="watch")["topics"]
+        # 1,024 for pid 42's first entry, none for its capped second,
+        # one for pid 43.
+        assert topics == ["$join"] * 1025
+        # The honest peer still gets a broadcast through at once.
+        b.call("mailbox", mb="m")
+        b.call("join", mb="m", channel="after")
+        a.call("wait_members", channel="after", n=1)
+    finally:
+        s.close()
+    a.call("wait_members", channel="big", n=0)

@@ -856,7 +856,8 @@ rnode_add(ps_channel *c, ps_node *node, int64_t delta)
 {
     for (uint32_t i = 0; i < c->nrnodes; i++) {
         if (c->rnodes[i].node == node) {
-            c->rnodes[i].count = (uint32_t)(c->rnodes[i].count + delta);
+            c->rnodes[i].count =
+                (uint64_t)((int64_t)c->rnodes[i].count + delta);
             if (c->rnodes[i].count == 0)
                 c->rnodes[i] = c->rnodes[--c->nrnodes];
             return 0;
@@ -867,7 +868,7 @@ rnode_add(ps_channel *c, ps_node *node, int64_t delta)
     if (grow((void **)&c->rnodes, c->nrnodes, &c->caprnodes,
              sizeof *c->rnodes) != 0)
         return PS_ENOMEM;
-    c->rnodes[c->nrnodes++] = (ps_rnode){ node, (uint32_t)delta };
+    c->rnodes[c->nrnodes++] = (ps_rnode){ node, (uint64_t)delta };
     return 0;
 }
 
@@ -880,15 +881,38 @@ remote_maybe_free(ps_registry *reg, ps_channel *c)
     }
 }
 
+/*
+ * A remote pid's join count is capped at 65,536: SYNC entries carry counts
+ * up to 2^31 each, and neither a wrapped counter nor get_members() listing
+ * a pid a billion times is acceptable.  README's limitations say so.
+ */
+#define REMOTE_COUNT_MAX    (UINT32_C(1) << 16)
+
+/*
+ * At most this many join or leave events are sent for one change.  A
+ * SYNC may announce a pid joined a million times; its watchers get the
+ * first EVENTS_MAX joins and the membership itself stays exact.  Without
+ * the cap one frame could keep the I/O thread busy for seconds.
+ */
+#define EVENTS_MAX          1024
+
 /* Tell watchers about |delta| joins or leaves of (node, id). */
 static void
 remote_notify(ps_registry *reg, const char *ch, size_t len, ps_node *node,
               uint64_t id, int64_t delta)
 {
-    ps_channel *lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
+    ps_channel *lc;
     const char *topic = delta > 0 ? "join" : "leave";
+    int64_t n = delta > 0 ? delta : -delta;
 
-    for (int64_t i = delta > 0 ? delta : -delta; i > 0; i--)
+    if (reg->swatch.n == 0) {
+        lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
+        if (lc == NULL || lc->nwatch == 0)
+            return;
+    } else {
+        lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
+    }
+    for (n = n < EVENTS_MAX ? n : EVENTS_MAX; n > 0; n--)
         notify(reg, lc, ch, len, topic, node, id, NULL);
 }
 
@@ -927,6 +951,8 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
             remote_maybe_free(reg, c);
             return 0;
         }
+        if ((uint32_t)delta > REMOTE_COUNT_MAX)
+            delta = (int32_t)REMOTE_COUNT_MAX;
         if (rnode_add(c, node, delta) != 0) {
             remote_maybe_free(reg, c);
             return PS_ENOMEM;
@@ -936,6 +962,8 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
     } else {
         if (delta < 0 && (uint32_t)-delta > e->count)
             delta = -(int32_t)e->count;
+        if (delta > 0 && (uint32_t)delta > REMOTE_COUNT_MAX - e->count)
+            delta = (int32_t)(REMOTE_COUNT_MAX - e->count);
         rnode_add(c, node, delta);
         e->count = (uint32_t)((int64_t)e->count + delta);
         if (e->count == 0)

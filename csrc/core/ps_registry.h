@@ -44,7 +44,7 @@ typedef struct ps_rmember {
 
 typedef struct ps_rnode {
     ps_node *node;
-    uint32_t count;             /* joins of that node's pids */
+    uint64_t count;             /* sum of its pids' join counts */
 } ps_rnode;
 
 typedef struct ps_channel {

@@ -146,6 +146,9 @@ rmsg_to_message(ps_state *st, ps_rmsg *m)
     }
     for (int i = 0; i < 4; i++)
         PyStructSequence_SET_ITEM(msg, i, items[i]);
+    /* As in scope.c: a decoded payload may lead back to a mailbox. */
+    if (!PyObject_GC_IsTracked(msg))
+        PyObject_GC_Track(msg);
     return msg;
 }
 

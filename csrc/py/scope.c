@@ -316,6 +316,11 @@ make_message(ps_state *st, PyObject *channel, PyObject *sender,
     PyStructSequence_SET_ITEM(msg, 1, Py_NewRef(sender));
     PyStructSequence_SET_ITEM(msg, 2, Py_NewRef(topic));
     PyStructSequence_SET_ITEM(msg, 3, Py_NewRef(payload));
+    /* PyStructSequence_New leaves the tuple untracked: without this a
+     * payload that refers back to its mailbox makes an uncollectable
+     * cycle. */
+    if (!PyObject_GC_IsTracked(msg))
+        PyObject_GC_Track(msg);
     return msg;
 }
 

@@ -189,3 +189,49 @@ def test_closing_the_trap_itself_during_fanout_is_safe(channel, mailbox):
     assert trap.closed
     assert payloads(a) == ["news"]
     assert payloads(b) == ["news"]
+
+
+def test_code_run_while_a_mailbox_closes_cannot_reach_it(channel, mailbox):
+    # close() releases the queue: a payload's __del__ that broadcasts to
+    # the channel, sends to the closing mailbox or joins it again finds
+    # it already gone, and the other members are served.
+    closing, other = mailbox(), mailbox()
+    pubsub.join(channel, closing)
+    pubsub.join(channel, other)
+    seen = []
+
+    def poke():
+        pubsub.broadcast(channel, "t", "from __del__")
+        seen.append(pubsub.send(closing.pid, "t", "direct"))
+        try:
+            pubsub.join(channel, closing)
+        except pubsub.MailboxClosed:
+            seen.append("refused")
+
+    log = arm(closing, poke)
+    closing.close()
+    assert log == ["fired"]
+    assert seen == [False, "refused"]
+    assert payloads(other) == ["from __del__"]
+    assert len(closing) == 0
+    assert pubsub.get_members(channel) == [other.pid]
+
+
+def test_code_run_while_a_mailbox_is_collected_cannot_reach_it(
+        channel, mailbox):
+    doomed, other = pubsub.Mailbox(), mailbox()
+    pid = doomed.pid
+    pubsub.join(channel, doomed)
+    pubsub.join(channel, other)
+    seen = []
+
+    def poke():
+        seen.append(pubsub.send(pid, "t", "direct"))
+        seen.append(pubsub.get_members(channel))
+        pubsub.broadcast(channel, "t", "from __del__")
+
+    log = arm(doomed, poke)
+    del doomed
+    assert log == ["fired"]
+    assert seen == [False, [other.pid]]
+    assert payloads(other) == ["from __del__"]

@@ -405,3 +405,66 @@ def test_async_worker_cannot_be_started_twice(channel):
         await worker.astop()
 
     run(main())
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+def test_stop_returns_when_the_mailbox_is_full(
+        overflow, channel, call_in_thread):
+    handling, gate = threading.Event(), threading.Event()
+
+    class Full(pubsub.Worker):
+        channels = (channel,)
+        capacity = 2
+
+        def handle_message(self, msg):
+            handling.set()
+            assert gate.wait(10)
+
+    Full.overflow = overflow
+    worker = Full().start()
+    pubsub.broadcast(channel, "t", "being handled")
+    assert handling.wait(10)
+    pubsub.broadcast(channel, "t", 1)
+    pubsub.broadcast(channel, "t", 2)
+    assert len(worker.mailbox) == 2
+    stopper = call_in_thread(lambda: worker.stop())
+    gate.set()
+    result, error = stopper.outcome(timeout=10)
+    assert error is None
+    assert worker.mailbox.closed
+    assert not worker._thread.is_alive()
+
+
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+def test_astop_returns_when_the_mailbox_is_full(overflow, channel):
+    class Full(pubsub.Worker):
+        channels = (channel,)
+        capacity = 2
+
+        def init(self):
+            self.handling, self.gate = asyncio.Event(), asyncio.Event()
+
+        async def handle_message(self, msg):
+            self.handling.set()
+            await self.gate.wait()
+
+    Full.overflow = overflow
+    worker = Full()
+
+    async def main():
+        task = worker.start_task()
+        pubsub.broadcast(channel, "t", "being handled")
+        await asyncio.sleep(0)
+        await worker.handling.wait()
+        pubsub.broadcast(channel, "t", 1)
+        pubsub.broadcast(channel, "t", 2)
+        assert len(worker.mailbox) == 2
+        stopping = asyncio.ensure_future(worker.astop())
+        await asyncio.sleep(0)
+        worker.gate.set()
+        await stopping
+        return task
+
+    task = run(main())
+    assert task.done()
+    assert worker.mailbox.closed

@@ -169,7 +169,7 @@ def test_a_million_dynamic_channel_names_leave_nothing_behind():
         mb.close()
 
 
-def test_many_live_channels_are_freed_when_left(new_channel):
+def test_many_live_channels_are_freed_when_left():
     mb = pubsub.Mailbox()
     try:
         names = [f"post_comments_live_{i}" for i in range(20_000)]

@@ -9,11 +9,25 @@ thread per mailbox and no polling.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 
 from . import _core
 from ._core import Empty, MailboxClosed, SlowConsumer, Timeout
 
 __all__ = ["Mailbox"]
+
+
+def _check_timeout(timeout: float | None) -> None:
+    """Refuse what recv() refuses: a non-number, a negative or NaN."""
+    if timeout is None:
+        return
+    if not isinstance(timeout, numbers.Real):
+        raise TypeError("timeout must be a number or None, not "
+                        f"{type(timeout).__name__}")
+    if not timeout >= 0:
+        raise ValueError("timeout must be a non-negative number or None, "
+                         f"not {timeout!r}")
 
 
 class Mailbox(_core.Mailbox):
@@ -37,12 +51,15 @@ class Mailbox(_core.Mailbox):
         seconds and :class:`MailboxClosed` once the mailbox is closed.  A
         call that is cancelled while it waits consumes nothing.
         """
+        _check_timeout(timeout)
         try:
             return self.recv_nowait()
         except Empty:
             pass
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None
+        if timeout is not None and not math.isinf(timeout):
+            deadline = loop.time() + timeout
         while True:
             if self._prepare_wait():
                 if deadline is not None and loop.time() >= deadline:

@@ -97,7 +97,8 @@ class Worker:
         """
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            self._request_stop()
+            if not self._request_stop():
+                self.mailbox.close()
             thread.join(timeout)
         self.mailbox.close()
 
@@ -132,7 +133,8 @@ class Worker:
         """Handle what is queued, then stop the task of start_task."""
         task = self._task
         if task is not None and task is not asyncio.current_task():
-            self._request_stop()
+            if not self._request_stop():
+                self.mailbox.close()
             await task
         self.mailbox.close()
 
@@ -154,11 +156,19 @@ class Worker:
 
     # ---- both ----
 
-    def _request_stop(self) -> None:
-        # A full mailbox under a drop policy may drop this; the caller's
-        # close() is the fallback.
-        if not self.mailbox.closed:
-            send(self.mailbox.pid, _STOP_TOPIC, _STOP)
+    def _request_stop(self) -> bool:
+        """Queue the stop request; False when the mailbox refused it.
+
+        A full drop_newest mailbox drops the request itself (a drop
+        counted meanwhile makes this report a refusal too, which only
+        costs the queued messages); the caller then closes the mailbox.
+        """
+        mb = self.mailbox
+        if mb.closed:
+            return False
+        dropped = mb.dropped
+        send(mb.pid, _STOP_TOPIC, _STOP)
+        return mb.overflow != "drop_newest" or mb.dropped == dropped
 
     @staticmethod
     def _is_stop(msg: Message) -> bool:

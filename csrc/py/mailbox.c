@@ -326,6 +326,9 @@ Mailbox_recv_nowait(MailboxObject *self, PyObject *unused)
     return NULL;
 }
 
+/* Timeouts from this many seconds on (about 31 years) wait forever. */
+#define MAX_TIMEOUT 1e9
+
 /* Wait on the descriptor for up to ms (-1: forever) without the GIL.
  * 0 woke or timed out (caller looks again), -1 with an exception. */
 static int
@@ -363,15 +366,26 @@ Mailbox_recv(MailboxObject *self, PyObject *args, PyObject *kw)
         return NULL;
     if (tobj != Py_None) {
         timeout = PyFloat_AsDouble(tobj);
-        if (timeout == -1 && PyErr_Occurred())
+        if (timeout == -1 && PyErr_Occurred()) {
+            if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "timeout must be a number "
+                             "or None, not %.100s", Py_TYPE(tobj)->tp_name);
+            }
             return NULL;
+        }
         if (timeout < 0 || timeout != timeout) {
             PyErr_Format(PyExc_ValueError,
                          "timeout must be a non-negative number or None, "
                          "not %R", tobj);
             return NULL;
         }
-        deadline = ps_now_ns() + (uint64_t)(timeout * 1e9);
+        /* Past what the clock counts (inf included) means forever; the
+         * cast below would overflow. */
+        if (timeout >= MAX_TIMEOUT)
+            timeout = -1;
+        else
+            deadline = ps_now_ns() + (uint64_t)(timeout * 1e9);
     }
 
     for (;;) {
@@ -385,7 +399,8 @@ Mailbox_recv(MailboxObject *self, PyObject *args, PyObject *kw)
 
             if (now >= deadline)
                 break;
-            ms = (int)((deadline - now + 999999) / 1000000);
+            ms = (deadline - now) / 1000000 >= INT_MAX
+                ? INT_MAX : (int)((deadline - now + 999999) / 1000000);
         }
         rc = ps_mailbox_prepare_wait(&self->mb);
         if (rc < 0)
@@ -425,7 +440,12 @@ Mailbox_recv_many(MailboxObject *self, PyObject *args, PyObject *kw)
                                      &maxobj))
         return NULL;
     if (maxobj != Py_None) {
-        max = PyLong_AsSsize_t(maxobj);
+        if (!PyIndex_Check(maxobj)) {
+            PyErr_Format(PyExc_TypeError, "max must be a positive int or "
+                         "None, not %.100s", Py_TYPE(maxobj)->tp_name);
+            return NULL;
+        }
+        max = PyNumber_AsSsize_t(maxobj, NULL);
         if (max == -1 && PyErr_Occurred())
             return NULL;
         if (max < 1) {

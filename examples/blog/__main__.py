@@ -13,7 +13,7 @@ import sys
 import uvicorn
 import uvicorn.config
 
-from .app import DEFAULT_DB, FEED_CAPACITY, create_app
+from .app import DEFAULT_DB, FEED_CAPACITY, SEND_TIMEOUT, create_app
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ def parse_args(argv):
         f" disconnected (default: {FEED_CAPACITY})",
     )
     parser.add_argument(
+        "--send-timeout",
+        type=float,
+        default=SEND_TIMEOUT,
+        help="seconds a WebSocket send may stay blocked before the client is"
+        f" disconnected as too slow (default: {SEND_TIMEOUT:g})",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -47,6 +54,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.feed_capacity < 1:
         parser.error("--feed-capacity must be at least 1")
+    if args.send_timeout <= 0:
+        parser.error("--send-timeout must be positive")
     return args
 
 
@@ -74,7 +83,11 @@ def main(argv=None):
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    app = create_app(args.db, feed_capacity=args.feed_capacity)
+    app = create_app(
+        args.db,
+        feed_capacity=args.feed_capacity,
+        send_timeout=args.send_timeout,
+    )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 DEFAULT_DB = "blog.db"
 # Messages a WebSocket client may leave unread before it is dropped.
 FEED_CAPACITY = 1000
+# Seconds a WebSocket send may wait for a client that reads nothing.
+SEND_TIMEOUT = 10.0
 MAX_REQUEST_BYTES = 1 << 20
 SEARCH_LIMIT = 50
 
 _node = None
 
 
-def create_app(db_path=None, *, feed_capacity=FEED_CAPACITY):
+def create_app(
+    db_path=None, *, feed_capacity=FEED_CAPACITY, send_timeout=SEND_TIMEOUT
+):
     """Build the blog application on the SQLite file at ``db_path``.
 
     ``db_path`` defaults to ``$BLOG_DB``, then ``blog.db``.  Nothing is
@@ -48,6 +52,7 @@ def create_app(db_path=None, *, feed_capacity=FEED_CAPACITY):
     )
     app.state.store = Store(db_path)
     app.state.feed_capacity = feed_capacity
+    app.state.send_timeout = send_timeout
     return app
 
 

@@ -3,10 +3,12 @@
 Each connection owns one mailbox, bounded with ``overflow="close"``: a
 client that stops reading lets at most ``capacity`` messages pile up, after
 which the mailbox closes itself, leaves its channels, and the socket is
-closed with code 1013 (try again later).  The mailbox joins its channels
-*before* the handshake is accepted, so once a client's connect returns,
-every later broadcast on this node reaches it: clients and tests can rely
-on that instead of waiting.
+closed with code 1013 (try again later).  A send that stays blocked longer
+than the send timeout (the client's TCP window is shut) ends the same way.
+
+The mailbox joins its channels *before* the handshake is accepted, so once
+a client's connect returns, every later broadcast on this node reaches it:
+clients and tests can rely on that instead of waiting.
 
 Two tasks serve a connection: one reads the client's frames (answering
 ``ping``), one relays the mailbox with ``async for``.  Whichever ends first
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 # RFC 6455 close codes.
 NORMAL = 1000
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR_CODE = 1011
 TRY_AGAIN_LATER = 1013
 
 
@@ -42,6 +45,7 @@ class Close:
 
 SLOW_CONSUMER = Close(TRY_AGAIN_LATER, "slow consumer: too many unread messages")
 POST_GONE = Close(NORMAL, "post deleted")
+INTERNAL_ERROR = Close(INTERNAL_ERROR_CODE, "internal error")
 
 
 async def feed(websocket):
@@ -103,11 +107,15 @@ async def _refuse(websocket):
 async def _serve(websocket, mailbox, render):
     """Run the reader and the relay until one ends; close as it says."""
     send_lock = asyncio.Lock()
+    send_timeout = websocket.app.state.send_timeout
 
     async def send(text):
-        # Frames from the two tasks must not interleave on the socket.
+        # Frames from the two tasks must not interleave on the socket.  A
+        # send that cannot finish in time means the client's TCP window is
+        # shut: the mailbox would only find out once it overflowed, after
+        # the send unblocked, so the timeout ends the relay sooner.
         async with send_lock:
-            await websocket.send_text(text)
+            await asyncio.wait_for(websocket.send_text(text), send_timeout)
 
     reader = asyncio.create_task(_read(websocket, send))
     relay = asyncio.create_task(_relay(mailbox, send, render))
@@ -120,34 +128,38 @@ async def _serve(websocket, mailbox, render):
             task.cancel()
         await asyncio.gather(reader, relay, return_exceptions=True)
 
-    if reader in done:
-        _log_end(reader, "reader")
+    close = _outcome(relay if relay in done else reader)
+    if close is None:
         return
-    close = _log_end(relay, "relay")
-    if close is not None:
-        if close is SLOW_CONSUMER:
-            log.warning(
-                "closing %s: slow consumer (%d messages dropped)",
-                websocket.url.path,
-                mailbox.dropped,
-            )
-        try:
-            await websocket.close(close.code, close.reason)
-        except Exception:  # the client may be gone already
-            log.debug("close after relay failed", exc_info=True)
+    # The close frame may wait behind a full socket too; leave the channels
+    # first so nothing more is queued for this client meanwhile.
+    mailbox.close()
+    if close is SLOW_CONSUMER:
+        log.warning(
+            "closing %s: slow consumer (%d messages dropped)",
+            websocket.url.path,
+            mailbox.dropped,
+        )
+    try:
+        await websocket.close(close.code, close.reason)
+    except Exception:  # the client may be gone already
+        log.debug("close after the relay ended failed", exc_info=True)
 
 
-def _log_end(task, name):
+def _outcome(task):
+    """How a finished task wants the connection closed, or None for no close."""
     if task.cancelled():
         return None
     exc = task.exception()
     if exc is None:
         return task.result()
+    if isinstance(exc, asyncio.TimeoutError):
+        return SLOW_CONSUMER
     if isinstance(exc, (WebSocketDisconnect, OSError)):
-        log.debug("%s ended: client gone (%r)", name, exc)
-    else:
-        log.error("%s failed", name, exc_info=exc)
-    return None
+        log.debug("client gone: %r", exc)
+        return None
+    log.error("WebSocket task failed", exc_info=exc)
+    return INTERNAL_ERROR
 
 
 async def _read(websocket, send):

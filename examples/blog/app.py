@@ -67,7 +67,7 @@ async def _lifespan(app):
     try:
         yield
     finally:
-        await run_in_threadpool(indexer.stop, 10)
+        await run_in_threadpool(indexer.stop, timeout=10)
 
 
 def _start_node():
@@ -215,6 +215,24 @@ async def search(request):
     return JSONResponse(posts)
 
 
+async def stats(request):
+    """Who listens where: members per channel, cluster-wide and local.
+
+    Lets an operator (or a test) see a new node's subscribers arrive.
+    """
+    channels = sorted(set(pubsub.which_channels()) | {events.POSTS, events.COMMENTS})
+    return JSONResponse({
+        "node": None if _node is None else str(_node),
+        "channels": {
+            channel: {
+                "members": len(pubsub.get_members(channel)),
+                "local": len(pubsub.get_local_members(channel)),
+            }
+            for channel in channels
+        },
+    })
+
+
 async def home(request):
     return HTMLResponse(page.HTML)
 
@@ -229,6 +247,7 @@ ROUTES = [
     Route("/posts/{post_id}/comments", list_comments, methods=["GET"]),
     Route("/posts/{post_id}/comments", create_comment, methods=["POST"]),
     Route("/search", search),
+    Route("/stats", stats),
     WebSocketRoute("/feed", feed.feed),
     WebSocketRoute("/posts/{post_id}/comments/ws", feed.post_comments),
 ]

@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -128,22 +129,35 @@ def _wait_http(server, deadline):
         time.sleep(0.05)
 
 
-def _env():
+def _env(extra):
     # The subprocess must import both `examples` and whichever `pubsub` this
     # interpreter sees (built in place, installed, or put on PYTHONPATH).
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PUBSUB_")}
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([*paths, str(REPO)])
-    env.pop("PUBSUB_NODE", None)  # a single node, whatever the caller's env
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
+def free_port():
+    """A loopback TCP port that was free a moment ago (for cluster listeners)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
-def running_blog(tmp_dir, *args):
-    """Run the blog with ``args`` added to its command line; yield a BlogServer."""
+def running_blog(tmp_dir, *args, db_path=None, env=None):
+    """Run the blog with ``args`` added to its command line; yield a BlogServer.
+
+    The database defaults to ``tmp_dir/blog.db``; ``env`` adds environment
+    variables (the caller's PUBSUB_* variables are never inherited, so a
+    server is a single node unless ``env`` says otherwise).
+    """
     tmp_dir = Path(tmp_dir)
-    db_path = tmp_dir / "blog.db"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    db_path = Path(db_path) if db_path is not None else tmp_dir / "blog.db"
     log_path = tmp_dir / "blog.log"
     command = [
         sys.executable, "-m", "examples.blog",
@@ -151,7 +165,7 @@ def running_blog(tmp_dir, *args):
     ]
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            command, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+            command, cwd=REPO, env=_env(env), stdout=subprocess.PIPE,
             stderr=log_file, text=True,
         )
     lines = queue.Queue()

@@ -5,6 +5,7 @@ subscribed as soon as its connect returns (the server joins its channels
 before accepting), so every test drives the API right after connecting and
 never waits for a subscription.
 """
+import secrets
 import socket
 import sqlite3
 
@@ -16,7 +17,12 @@ pytest.importorskip("websockets")
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
-from blog_helpers import recv_json, running_blog, wait_until  # noqa: E402
+from blog_helpers import (  # noqa: E402
+    free_port,
+    recv_json,
+    running_blog,
+    wait_until,
+)
 
 NOT_FOUND = {"error": "post not found"}
 
@@ -144,6 +150,28 @@ def test_client_that_never_reads_is_cut_off_without_stalling_others(tmp_path):
         # The server is still serving the well-behaved client.
         post = new_post(blog, "after", "the idle client left")
         assert recv_json(active)["data"] == post
+
+
+def local_members(blog):
+    channels = blog.ok("GET", "/stats")["channels"]
+    return {name: counts["local"] for name, counts in channels.items()}
+
+
+def test_sockets_leave_their_channels_when_the_client_goes(blog):
+    # Earlier tests' sockets may still be leaving server-side, so the shared
+    # channels' counts are only bounded; the per-post channel is ours alone.
+    post = new_post(blog)
+    channel = f"post_comments_{post['id']}"
+    assert channel not in local_members(blog)
+    with blog.websocket("/feed"), \
+            blog.websocket(f"/posts/{post['id']}/comments/ws"):
+        during = local_members(blog)
+        assert during[channel] == 1
+        assert during["posts"] >= 2  # the indexer and this feed
+        assert during["comments"] >= 1
+    # The server notices the close asynchronously.
+    wait_until(lambda: channel not in local_members(blog))
+    wait_until(lambda: local_members(blog)["posts"] < during["posts"])
 
 
 @pytest.mark.parametrize("path", ["abc", "1.5", "01", "-1", "999999999"])
@@ -283,3 +311,47 @@ def test_invalid_search_query_is_a_400(blog, query):
     status, answer = blog.request("GET", f"/search?q={query}")
     assert status == 400
     assert set(answer) == {"error"}
+
+
+# -- two instances as one cluster ------------------------------------------------
+
+
+def remote_members(blog, channel):
+    counts = blog.ok("GET", "/stats")["channels"].get(channel)
+    return 0 if counts is None else counts["members"] - counts["local"]
+
+
+def test_two_clustered_instances_share_one_feed(tmp_path):
+    pubsub = pytest.importorskip("pubsub")
+    if not hasattr(pubsub, "start_node_from_env"):
+        pytest.skip("this pubsub build has no cluster")
+    cookie = secrets.token_hex(16)
+    listen_a = f"127.0.0.1:{free_port()}"
+    env_a = {
+        "PUBSUB_NODE": "blog_a",
+        "PUBSUB_LISTEN": listen_a,
+        "PUBSUB_COOKIE": cookie,
+    }
+    env_b = {
+        "PUBSUB_NODE": "blog_b",
+        "PUBSUB_LISTEN": f"127.0.0.1:{free_port()}",
+        "PUBSUB_COOKIE": cookie,
+        "PUBSUB_SEEDS": listen_a,
+    }
+    shared_db = tmp_path / "shared.db"
+    with running_blog(tmp_path / "a", db_path=shared_db, env=env_a) as a, \
+            running_blog(tmp_path / "b", db_path=shared_db, env=env_b) as b, \
+            b.websocket("/feed") as feed_on_b:
+        # Remote joins reach A one link round trip later: B's indexer and
+        # B's feed socket must both be members of "posts" as A sees it.
+        wait_until(lambda: remote_members(a, "posts") == 2)
+
+        post = new_post(a, "Made on A", "seen on B")
+        assert recv_json(feed_on_b) == feed_event("posts", "post_created", post)
+        comment = a.ok(
+            "POST", f"/posts/{post['id']}/comments", {"body": "hi"}, expect=201
+        )
+        assert recv_json(feed_on_b) == feed_event(
+            "comments", "comment_created", comment
+        )
+        assert b.ok("GET", f"/posts/{post['id']}") == post

@@ -161,9 +161,9 @@ def speed_table(title: str, samples: dict[str, list[float]],
         table.rows.append([name, fmt_num(med), fmt_spread(xs), ratio,
                            target, verdict])
     for name, why in (unavailable or {}).items():
-        table.rows.append([name, "not available", why, "",
-                           targets[name].text() if name in targets else "",
-                           ""])
+        row = [name, "not available", why, "",
+               targets[name].text() if name in targets else "", ""]
+        table.rows.insert(0 if name == baseline else len(table.rows), row)
     return table
 
 

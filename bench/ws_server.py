@@ -1,7 +1,7 @@
 """The WebSocket fan-out server: Starlette on uvicorn, two ways to fan out.
 
-``python -m bench.ws_server VARIANT PORT`` with VARIANT ``pubsub`` or
-``helper``.  Both serve the same routes on the same stack (Starlette,
+``python -m bench.ws_server VARIANT PORT`` with VARIANT ``pubsub``,
+``queue``, ``helper`` or ``relay``.  Both serve the same routes on the same stack (Starlette,
 uvicorn, uvicorn's ``websockets`` protocol):
 
 - ``/feed`` (WebSocket): a live feed client.
@@ -10,7 +10,8 @@ uvicorn, uvicorn's ``websockets`` protocol):
 
 ``pubsub``: each /feed handler owns a Mailbox joined to "feed" and sends
 what it receives; /post calls ``pubsub.broadcast``.  This is how the
-blog's feed works.  ``helper``: /feed handlers register their connection
+blog's feed works.  ``queue``: the same shape without the library, an
+``asyncio.Queue`` per handler that /post fills in a loop.  ``helper``: /feed handlers register their connection
 in a set and idle; /post calls the websockets library's own broadcast
 helper on that set, which frames the message once and writes it to every
 connection: the fastest fan-out that stack offers, with no pub/sub.
@@ -83,10 +84,62 @@ def make_app(variant: str):
         async def post(request: Request) -> PlainTextResponse:
             pubsub.broadcast("feed", "post", (await request.body()).decode())
             return PlainTextResponse("ok")
+    elif variant == "queue":
+        queues: set = set()
+
+        async def feed(ws: WebSocket) -> None:
+            await ws.accept()
+            queue: asyncio.Queue = asyncio.Queue()
+            queues.add(queue)
+            count["n"] += 1
+
+            async def watch() -> None:
+                try:
+                    while (await ws.receive())["type"] != \
+                            "websocket.disconnect":
+                        pass
+                finally:
+                    queue.put_nowait(None)
+
+            watcher = asyncio.ensure_future(watch())
+            try:
+                while (text := await queue.get()) is not None:
+                    await ws.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError):
+                pass
+            finally:
+                queues.discard(queue)
+                count["n"] -= 1
+                watcher.cancel()
+
+        async def post(request: Request) -> PlainTextResponse:
+            text = (await request.body()).decode()
+            for queue in queues:
+                queue.put_nowait(text)
+            return PlainTextResponse("ok")
     else:
         from websockets.legacy.protocol import broadcast
 
+    if variant == "relay":
+        import pubsub
+
+        async def relay() -> None:
+            """One mailbox per server process feeds the helper."""
+            with pubsub.Mailbox() as mb:
+                mb.join("feed")
+                async for msg in mb:
+                    broadcast(clients, msg.payload)
+
+        relay_task: list = []
+
+        async def post(request: Request) -> PlainTextResponse:
+            pubsub.broadcast("feed", "post", (await request.body()).decode())
+            return PlainTextResponse("ok")
+
+    if variant in ("helper", "relay"):
         async def feed(ws: WebSocket) -> None:
+            if variant == "relay" and not relay_task:
+                relay_task.append(asyncio.ensure_future(relay()))
             await ws.accept()
             conn = ws.scope[PROTOCOL_KEY]
             clients.add(conn)
@@ -99,6 +152,7 @@ def make_app(variant: str):
                 clients.discard(conn)
                 count["n"] -= 1
 
+    if variant == "helper":
         async def post(request: Request) -> PlainTextResponse:
             broadcast(clients, (await request.body()).decode())
             return PlainTextResponse("ok")

@@ -305,7 +305,34 @@ class Raw:
         self.child.close()
 
 
+class Pipe:
+    """Latency floor: a raw 8-byte stamp written to the child's stdin.
+
+    No framing, no serialisation, one os.read per message: what is left
+    is the kernel waking a blocked process on the other core, plus the
+    least Python can do around it.
+    """
+
+    name = "pipe wake-up (floor)"
+
+    @staticmethod
+    def available() -> str | None:
+        return None
+
+    def __init__(self, mode: str, count: int) -> None:
+        self.child = Child("pipe", mode, str(count), "-")
+        self.child.expect("synced", SYNC_TIMEOUT)
+        self.fd = self.child.proc.stdin.fileno()
+
+    def send_one(self, i: int) -> None:
+        os.write(self.fd, time.perf_counter_ns().to_bytes(8, "little"))
+
+    def close(self) -> None:
+        self.child.close()
+
+
 SYSTEMS = [Ours, Zmq, Redis, Raw]
+LATENCY_SYSTEMS = SYSTEMS + [Pipe]
 
 
 def stop() -> None:

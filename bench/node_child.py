@@ -2,7 +2,7 @@
 
 ``python -m bench.node_child SYSTEM MODE COUNT ADDRESS [CHANNEL]``
 
-SYSTEM is cpubsub, zmq, redis or raw (or sync, for s_cluster_sync); MODE is ``throughput`` (report the
+SYSTEM is cpubsub, zmq, redis, raw or pipe (or sync, for s_cluster_sync); MODE is ``throughput`` (report the
 time the COUNT-th message was decoded) or ``latency`` (report each
 message's one-way delay, from the send stamp it carries).  ADDRESS is
 where the sending side is (host:port), or for raw where to listen (port 0).
@@ -17,6 +17,7 @@ process of the machine, so stamps from the parent compare with ours.
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import socket
 import struct
@@ -161,6 +162,20 @@ def run_raw(col: Collector) -> None:
         have -= pos
 
 
+def run_pipe(col: Collector) -> None:
+    """The wake-up floor: 8-byte stamps through a pipe, no decoding."""
+    fd = sys.stdin.fileno()
+    say(ready="stdin")
+    say(synced=True)
+    while True:
+        data = os.read(fd, 8)
+        if len(data) < 8:
+            return
+        if col.add({"t": int.from_bytes(data, "little")}):
+            break
+    col.report()
+
+
 def run_sync(count: int, address: str, prefix: str) -> None:
     """Hold count memberships (mailboxes of 10 channels each, over
     count / 100 channels), then start a node that joins the one at
@@ -197,6 +212,8 @@ def main() -> None:
         run_redis(col, address, channel)
     elif system == "raw":
         run_raw(col)
+    elif system == "pipe":
+        run_pipe(col)
     else:
         raise SystemExit(f"unknown system {system!r}")
 

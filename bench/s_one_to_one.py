@@ -69,16 +69,20 @@ def case_simplequeue(n: int) -> float:
 
 def zmq_cases(zmq) -> dict:
     """Inproc PUB/SUB, with the payload pickled and as ready-made bytes."""
+    import itertools
     import pickle
 
     ctx = zmq.Context.instance()
+    names = itertools.count()
 
     def pair():
         pub = ctx.socket(zmq.PUB)
         sub = ctx.socket(zmq.SUB)
         pub.setsockopt(zmq.SNDHWM, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
-        addr = f"inproc://one2one-{id(pub)}"
+        # A fresh name each time: a closed socket's inproc name can
+        # outlive it for a moment, and ids are reused.
+        addr = f"inproc://one2one-{next(names)}"
         pub.bind(addr)
         sub.connect(addr)
         sub.setsockopt(zmq.SUBSCRIBE, b"c")

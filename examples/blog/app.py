@@ -73,10 +73,9 @@ async def _lifespan(app):
 def _start_node():
     """Join the cluster described by PUBSUB_* variables, once per process."""
     global _node
-    start = getattr(pubsub, "start_node_from_env", None)
-    if _node is not None or start is None:
+    if _node is not None:
         return
-    _node = start()
+    _node = pubsub.start_node_from_env()
     if _node is not None:
         log.info("pubsub node started: %s", _node)
 

@@ -689,31 +689,49 @@ out:
 
 /* ---- monitors ---- */
 
+/* The (mailbox, channel=None) arguments of monitor and demonitor; the
+ * channel's name stays valid while *keep is held.  NULL with an error. */
+static MailboxObject *
+watch_args(ScopeObject *self, const char *fname, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames, int open, PyObject **chobj,
+           const char **name, Py_ssize_t *len, PyObject **keep)
+{
+    static const char *const names[] = {"mailbox", "channel", NULL};
+    PyObject *a[2] = {NULL, Py_None};
+    MailboxObject *mb;
+
+    if (parse(fname, args, nargs, kwnames, names, 1, a) < 0)
+        return NULL;
+    mb = mailbox_arg(self->st, a[0], "mailbox", open);
+    if (mb == NULL)
+        return NULL;
+    *chobj = a[1];
+    if (a[1] != Py_None &&
+        psg_channel_name(a[1], "channel", name, len, keep) < 0)
+        return NULL;
+    return mb;
+}
+
 static PyObject *
 Scope_monitor(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
-    static const char *const names[] = {"mailbox", "channel", NULL};
-    PyObject *a[2] = {NULL, Py_None}, *keep = NULL;
+    PyObject *channel, *keep = NULL;
     const char *name = NULL;
     Py_ssize_t len = 0;
     MailboxObject *mb;
     int rc;
 
-    if (parse("monitor", args, nargs, kwnames, names, 1, a) < 0)
-        return NULL;
-    mb = mailbox_arg(self->st, a[0], "mailbox", 1);
+    mb = watch_args(self, "monitor", args, nargs, kwnames, 1, &channel,
+                    &name, &len, &keep);
     if (mb == NULL)
-        return NULL;
-    if (a[1] != Py_None &&
-        psg_channel_name(a[1], "channel", &name, &len, &keep) < 0)
         return NULL;
     rc = ps_registry_watch(self->reg, name, (size_t)len, &mb->mb);
     Py_XDECREF(keep);
     if (rc != 0)
         return psg_raise(self->st, rc, "monitor");
-    if (a[1] != Py_None)
-        return members(self, a[1], 1);
+    if (channel != Py_None)
+        return members(self, channel, 1);
     Py_RETURN_NONE;
 }
 
@@ -721,20 +739,15 @@ static PyObject *
 Scope_demonitor(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    static const char *const names[] = {"mailbox", "channel", NULL};
-    PyObject *a[2] = {NULL, Py_None}, *keep = NULL;
+    PyObject *channel, *keep = NULL;
     const char *name = NULL;
     Py_ssize_t len = 0;
     MailboxObject *mb;
     int rc;
 
-    if (parse("demonitor", args, nargs, kwnames, names, 1, a) < 0)
-        return NULL;
-    mb = mailbox_arg(self->st, a[0], "mailbox", 0);
+    mb = watch_args(self, "demonitor", args, nargs, kwnames, 0, &channel,
+                    &name, &len, &keep);
     if (mb == NULL)
-        return NULL;
-    if (a[1] != Py_None &&
-        psg_channel_name(a[1], "channel", &name, &len, &keep) < 0)
         return NULL;
     rc = ps_registry_unwatch(self->reg, name, (size_t)len, &mb->mb);
     Py_XDECREF(keep);

@@ -80,11 +80,27 @@ function logEvent(text) {
   while (feedEl.children.length > 100) feedEl.lastChild.remove();
 }
 
+// Feed messages that arrive while the post list loads are held, then
+// applied on top of it: the list may have been read before they happened.
+let held = null;
+
 async function loadPosts() {
-  const response = await fetch("/posts");
-  const posts = await response.json();
-  postsEl.replaceChildren();
-  posts.reverse().forEach(renderPost);
+  const mine = held = [];
+  try {
+    const response = await fetch("/posts");
+    if (!response.ok) throw new Error("GET /posts: " + response.status);
+    const posts = await response.json();
+    if (held !== mine) return;  // a newer load (after a reconnect) took over
+    postsEl.replaceChildren();
+    posts.reverse().forEach(renderPost);
+  } catch (err) {
+    logEvent("could not load the posts: " + err.message);
+  } finally {
+    if (held === mine) {
+      held = null;
+      mine.forEach(apply);
+    }
+  }
 }
 
 document.getElementById("new-post").addEventListener("submit", async (ev) => {
@@ -117,32 +133,37 @@ function connect() {
   ws.onmessage = (event) => {
     if (event.data === "pong") return;
     const msg = JSON.parse(event.data);
-    switch (msg.event) {
-      case "post_created":
-        renderPost(msg.data);
-        logEvent("new post #" + msg.data.id + ": " + msg.data.title);
-        break;
-      case "post_updated":
-        renderPost(msg.data);
-        logEvent("post #" + msg.data.id + " edited: " + msg.data.title);
-        break;
-      case "post_deleted":
-        removePost(msg.data.id);
-        logEvent("post #" + msg.data.id + " deleted");
-        break;
-      case "comment_created":
-        logEvent("comment on post #" + msg.data.post_id + " by " +
-                 (msg.data.author || "anonymous") + ": " + msg.data.body);
-        break;
-      default:
-        logEvent("[" + msg.channel + "] " + msg.event);
-    }
+    if (held) held.push(msg);
+    else apply(msg);
   };
   ws.onclose = (event) => {
     clearInterval(keepAlive);
     statusEl.textContent = "feed: closed (" + event.code + "), reconnecting...";
     setTimeout(connect, 2000);
   };
+}
+
+function apply(msg) {
+  switch (msg.event) {
+    case "post_created":
+      renderPost(msg.data);
+      logEvent("new post #" + msg.data.id + ": " + msg.data.title);
+      break;
+    case "post_updated":
+      renderPost(msg.data);
+      logEvent("post #" + msg.data.id + " edited: " + msg.data.title);
+      break;
+    case "post_deleted":
+      removePost(msg.data.id);
+      logEvent("post #" + msg.data.id + " deleted");
+      break;
+    case "comment_created":
+      logEvent("comment on post #" + msg.data.post_id + " by " +
+               (msg.data.author || "anonymous") + ": " + msg.data.body);
+      break;
+    default:
+      logEvent("[" + msg.channel + "] " + msg.event);
+  }
 }
 
 connect();

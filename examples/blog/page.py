@@ -49,6 +49,10 @@ HTML = """<!doctype html>
 const postsEl = document.getElementById("posts");
 const feedEl = document.getElementById("feed");
 const statusEl = document.getElementById("status");
+// Seconds between keep-alive pings; ?ping=N sets another (at least 0.1).
+const pingParam = Number(new URLSearchParams(location.search).get("ping"));
+const PING_SECONDS = pingParam >= 0.1 ? pingParam : 30;
+let pongs = 0;  // shown as the status's data-pongs attribute
 
 function el(tag, text) {
   const node = document.createElement(tag);
@@ -127,11 +131,14 @@ function connect() {
   let keepAlive;
   ws.onopen = () => {
     statusEl.textContent = "feed: live";
-    keepAlive = setInterval(() => ws.send("ping"), 30000);
+    keepAlive = setInterval(() => ws.send("ping"), PING_SECONDS * 1000);
     loadPosts();
   };
   ws.onmessage = (event) => {
-    if (event.data === "pong") return;
+    if (event.data === "pong") {
+      statusEl.dataset.pongs = ++pongs;
+      return;
+    }
     const msg = JSON.parse(event.data);
     if (held) held.push(msg);
     else apply(msg);

@@ -1,6 +1,7 @@
 """The one HTML page served at ``/``: posts, a form, and the live feed.
 
-Everything is inline (no external assets).  The script renders user text
+Everything is inline (no external assets; even the empty icon is a data:
+URL, so the browser asks for no /favicon.ico).  The script renders user text
 with ``textContent`` only, never as HTML.
 """
 
@@ -9,6 +10,7 @@ HTML = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>cpubsub blog</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto;
          max-width: 62rem; padding: 0 1rem; color: #222; }

@@ -19,7 +19,11 @@ The channels are joined before ``start`` returns, so a broadcast made
 after it reaches the worker.  An exception from ``handle_message`` is
 logged and the worker goes on with the next message (there is no
 supervisor to restart it).  A worker whose mailbox is closed as a slow
-consumer (``overflow = "close"``) logs that and ends as if stopped.  ``stop`` queues a stop request behind the
+consumer (``overflow = "close"``) logs that and ends as if stopped; a
+message that cannot be received (a payload from another node that does
+not decode here) is logged as lost, and the worker goes on.  If ``init``
+raises, the worker ends at once: its mailbox is closed and ``terminate``
+runs.  ``stop`` queues a stop request behind the
 messages already received, so those are handled first (as a gen_server
 handles a stop call in turn); then the mailbox is closed and
 ``terminate`` runs on the worker's own thread or task.
@@ -32,7 +36,7 @@ import logging
 import threading
 from typing import Any, ClassVar, Iterable
 
-from ._core import Message, Scope, SlowConsumer, send
+from ._core import MailboxClosed, Message, Scope, SlowConsumer, send
 from .mailbox import Mailbox
 
 __all__ = ["Worker"]
@@ -104,14 +108,20 @@ class Worker:
         self.mailbox.close()
 
     def _run_thread(self) -> None:
-        self.init()
         try:
-            for msg in self.mailbox:
+            self.init()
+            while True:
+                try:
+                    msg = self.mailbox.recv()
+                except MailboxClosed as exc:
+                    self._closed(exc)
+                    break
+                except Exception:
+                    self._lost()
+                    continue
                 if self._is_stop(msg):
                     break
                 self._dispatch(msg)
-        except SlowConsumer:
-            self._fell_behind()
         finally:
             self.mailbox.close()
             self.terminate()
@@ -142,9 +152,17 @@ class Worker:
         self.mailbox.close()
 
     async def _run_async(self) -> None:
-        self.init()
         try:
-            async for msg in self.mailbox:
+            self.init()
+            while True:
+                try:
+                    msg = await self.mailbox.arecv()
+                except MailboxClosed as exc:
+                    self._closed(exc)
+                    break
+                except Exception:
+                    self._lost()
+                    continue
                 if self._is_stop(msg):
                     break
                 result = self._dispatch(msg)
@@ -153,8 +171,6 @@ class Worker:
                         await result
                     except Exception:
                         log.exception("%s failed on %r", self, msg)
-        except SlowConsumer:
-            self._fell_behind()
         finally:
             self.mailbox.close()
             self.terminate()
@@ -183,11 +199,19 @@ class Worker:
         for channel in self.channels:
             self.mailbox.join(channel, self.scope)
 
-    def _fell_behind(self) -> None:
-        """The mailbox (overflow="close") was closed as a slow consumer:
-        the worker ends as if stopped, and says why."""
-        log.error("%s stopped: its mailbox overflowed its capacity of %s "
-                  "and was closed as a slow consumer", self, self.capacity)
+    def _closed(self, exc: MailboxClosed) -> None:
+        """The mailbox was closed: by stop() or close(), or (overflow=
+        "close") as a slow consumer, which the worker says."""
+        if isinstance(exc, SlowConsumer):
+            log.error("%s stopped: its mailbox overflowed its capacity of "
+                      "%s and was closed as a slow consumer", self,
+                      self.capacity)
+
+    def _lost(self) -> None:
+        """A message that could not be received (a payload or topic from
+        another node that does not decode here, or a decode hook that
+        raised) is lost; the worker says so and goes on."""
+        log.exception("%s lost a message it could not receive", self)
 
     def _dispatch(self, msg: Message) -> Any:
         try:

@@ -276,6 +276,25 @@ class _Server:
         m = self.boxes[a["mb"]].recv(timeout=a.get("timeout", 5.0))
         return {"data": self.pubsub.encode(m.payload).hex()}
 
+    def do_worker(self, a: dict) -> dict:
+        """Start a thread Worker on a["channel"] recording payloads."""
+        handled = self.handled = []
+
+        class Recorder(self.pubsub.Worker):
+            channels = (a["channel"],)
+
+            def handle_message(self, msg):
+                handled.append(repr(msg.payload))
+
+        self.worker = Recorder().start()
+        pid = self.worker.pid
+        return {"id": pid.id, "incarnation": pid.incarnation}
+
+    def do_worker_state(self, a: dict) -> dict:
+        w = self.worker
+        return {"handled": list(self.handled),
+                "alive": w._thread.is_alive(), "closed": w.mailbox.closed}
+
     def do_pending(self, a: dict) -> dict:
         return {"len": len(self.boxes[a["mb"]])}
 

@@ -12,6 +12,7 @@ import hmac
 import os
 import socket
 import struct
+import time
 
 import pytest
 
@@ -19,7 +20,7 @@ from cluster_node import Node
 from test_cluster import FAST, _mesh, nodes  # noqa: F401
 
 HELLO, CHALLENGE, RESPONSE, REFUSE, PEERS, SYNC = 1, 2, 3, 4, 5, 6
-BCAST, HEARTBEAT = 8, 10
+BCAST, SEND, HEARTBEAT = 8, 9, 10
 COOKIE = "test-cookie"
 
 
@@ -322,3 +323,26 @@ def test_huge_join_counts_are_capped_and_do_not_stall_the_node(nodes):
     finally:
         s.close()
     a.call("wait_members", channel="big", n=0)
+
+
+def test_a_worker_survives_a_message_it_cannot_decode(nodes):
+    """A SEND whose payload does not decode, then one whose str topic is
+    not UTF-8: the worker logs each as lost and goes on serving."""
+    a = nodes("a")
+    pid = a.call("worker", channel="jobs")
+    s = authenticate(a)
+    try:
+        a.call("wait_nodes", nodes=["fake"])
+        for topic, payload in ((b"t", b"\xff"), (b"\xff\xfe", b"N")):
+            s.sendall(frame(SEND, struct.pack(
+                ">QQQBI", pid["id"], pid["incarnation"], 0, 0, len(topic))
+                + topic + payload))
+        a.call("broadcast", channel="jobs", payload="'after'")
+        deadline = time.monotonic() + 5
+        while a.call("worker_state")["handled"] != ["'after'"]:
+            assert time.monotonic() < deadline, a.call("worker_state")
+            time.sleep(0.02)
+        state = a.call("worker_state")
+        assert state["alive"] and not state["closed"]
+    finally:
+        s.close()

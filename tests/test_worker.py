@@ -537,3 +537,51 @@ def test_async_worker_closed_as_slow_consumer_ends_cleanly(channel, caplog):
     run(main())
     assert worker.handled == []
     assert "slow consumer" in caplog.text
+
+
+def test_init_that_raises_ends_the_worker_and_closes_its_mailbox(channel):
+    terminated = threading.Event()
+    caught = []
+
+    class Broken(pubsub.Worker):
+        channels = (channel,)
+
+        def init(self):
+            raise RuntimeError("no database")
+
+        def handle_message(self, msg):
+            raise AssertionError("never reached")
+
+        def terminate(self):
+            terminated.set()
+
+    old_hook = threading.excepthook
+    threading.excepthook = caught.append
+    try:
+        worker = Broken().start()
+        assert terminated.wait(10)
+        worker._thread.join(10)
+    finally:
+        threading.excepthook = old_hook
+    assert [type(c.exc_value) for c in caught] == [RuntimeError]
+    assert worker.mailbox.closed
+    assert pubsub.get_members(channel) == []
+
+
+def test_async_init_that_raises_ends_the_task_and_closes_the_mailbox(
+        channel):
+    class Broken(pubsub.Worker):
+        channels = (channel,)
+
+        def init(self):
+            raise RuntimeError("no database")
+
+    async def main():
+        worker = Broken()
+        with pytest.raises(RuntimeError, match="no database"):
+            await worker.start_task()
+        return worker
+
+    worker = run(main())
+    assert worker.mailbox.closed
+    assert pubsub.get_members(channel) == []

@@ -113,6 +113,10 @@ def start_node(name: str | None = None, listen: str | None = None,
     if not name:
         raise ValueError("a node name is required: pass name= or set "
                          "PUBSUB_NODE")
+    if (not isinstance(name, str) or len(name) > 255
+            or not all("!" <= ch <= "~" for ch in name)):
+        raise ValueError("node name must be 1 to 255 printable ASCII "
+                         f"characters without spaces, not {name!r}")
     if listen is None:
         listen = os.environ.get("PUBSUB_LISTEN") or "127.0.0.1:0"
     host, port = parse_address(listen, "listen")

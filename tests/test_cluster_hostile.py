@@ -130,7 +130,13 @@ def test_wrong_cookie_is_refused_and_logged_on_both_sides(nodes):
     (b"pS\x01\x01\xff\xff\xff\xff", "PEER-BAD-FRAME", "exceeds the limit"),
     (b"pS\x01\x08\x00\x01\x00\x00", "PEER-BAD-FRAME", "exceeds the limit"),
     (frame(HELLO, b"\x00" * 20), "PEER-REFUSING", "malformed HELLO"),
-], ids=["random", "4GiB", "big-preauth", "short-hello"])
+    (frame(HELLO, hello_body(b"\xff", 7, os.urandom(32))), "PEER-REFUSING",
+     "malformed HELLO"),
+    (frame(HELLO, hello_body(
+        b"x\nINFO pubsub.cluster: PEER-UP: admin", 7, os.urandom(32))),
+     "PEER-REFUSING", "malformed HELLO"),
+], ids=["random", "4GiB", "big-preauth", "short-hello", "non-utf8-name",
+        "newline-name"])
 def test_bad_bytes_close_only_that_connection(nodes, garbage, log_id, why):
     a = nodes("a")
     b = nodes("b", seeds=[a])
@@ -346,3 +352,60 @@ def test_a_worker_survives_a_message_it_cannot_decode(nodes):
         assert state["alive"] and not state["closed"]
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("body", [
+    frame(SYNC, struct.pack(">I", 1) + entry(b"default", b"bad\xff", 5, 1)),
+    frame(SYNC, struct.pack(">I", 1) + entry(b"sc\xc0\x80", b"ch", 5, 1)),
+    frame(SYNC, struct.pack(">I", 1) + entry(b"default", b"ch", 0, 1)),
+    frame(BCAST, struct.pack(">H", 7) + b"default" + struct.pack(">H", 2)
+          + b"ch" + struct.pack(">QBI", 0, 0, 2) + b"\xff\xfe" + b"N"),
+    frame(SEND, struct.pack(">QQQBI", 1, 1, 0, 0, 1) + b"\x80" + b"N"),
+], ids=["sync-channel", "sync-scope-overlong", "sync-pid-0",
+        "bcast-topic", "send-topic"])
+def test_text_that_is_not_utf8_closes_an_authenticated_link(nodes, body):
+    """Names and str topics cross as (surrogatepass) UTF-8; anything else
+    is a protocol error that ends that link, and nothing of it stays."""
+    a = nodes("a")
+    a.call("mailbox", mb="m")
+    a.call("join", mb="m", channel="ch")
+    s = authenticate(a)
+    try:
+        a.call("wait_nodes", nodes=["fake"])
+        s.sendall(body)
+        assert closed_by_peer(s, 5)
+    finally:
+        s.close()
+    a.call("wait_nodes", nodes=[])
+    assert a.call("members", channel="ch")["members"] == [
+        a.call("members", channel="ch", local=True)["members"][0]]
+    assert a.call("members", channel="bad\udcff")["members"] == []
+    assert a.call("pending", mb="m")["len"] == 0
+
+
+def test_surrogates_in_names_and_topics_still_cross_nodes(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="s\ud800")
+    a.call("wait_members", channel="s\ud800", n=1)
+    a.call("broadcast", channel="s\ud800", topic="t\udfff",
+           payload="1")
+    got = b.call("recv", mb="m", n=1)["messages"]
+    assert [(m[0], m[2]) for m in got] == [("s\ud800", "'t\\udfff'")]
+
+
+def test_log_records_quote_a_refusal_reason_without_control_characters(
+        nodes):
+    a = nodes("a")
+    s = connect(a)
+    s.sendall(frame(HELLO, hello_body(b"ok", 7, os.urandom(32))))
+    ftype, body = read_frame(s)
+    assert ftype == CHALLENGE
+    reason = b"bye\nINFO pubsub.cluster: PEER-UP: forged\xff"
+    s.sendall(frame(REFUSE, struct.pack(">HH", 1, len(reason)) + reason))
+    assert closed_by_peer(s, 5)
+    s.close()
+    logs = a.call("logs")["records"]
+    assert logs and all("\n" not in r[2] for r in logs)

@@ -19,6 +19,7 @@
  * sends PEERS and its full membership (SYNC), and deltas follow.
  */
 #include "ps_cluster.h"
+#include "ps_codec.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -1068,6 +1069,14 @@ scope_of(ps_span name, int create)
     return ps_registry_scope((const char *)name.p, name.len, create);
 }
 
+/* Names and str topics arrive as Python's surrogatepass UTF-8 of a str;
+ * anything else would fail to decode at every reader here. */
+static int
+text_ok(ps_span s)
+{
+    return ps_utf8_valid_sp(s.p, s.len, 1);
+}
+
 /* SYNC or DELTA: apply every entry to the peer's remote memberships. */
 static int
 on_entries(peer *p, const uint8_t *body, size_t len, int delta)
@@ -1085,7 +1094,8 @@ on_entries(peer *p, const uint8_t *body, size_t len, int delta)
 
         ps_wire_entry_get(&r, &e);
         if (r.bad || e.channel.len > PS_MAX_CHANNEL ||
-            e.scope.len > PS_MAX_CHANNEL ||
+            e.scope.len > PS_MAX_CHANNEL || e.id == 0 ||
+            !text_ok(e.channel) || !text_ok(e.scope) ||
             (delta ? (e.count != 1 && e.count != -1) : e.count <= 0))
             return PS_EPROTO;
         reg = scope_of(e.scope, 1);
@@ -1108,7 +1118,9 @@ on_bcast(peer *p, const uint8_t *body, size_t len)
     ps_rmsg *m = NULL;
     uint32_t flags;
 
-    if (ps_wire_bcast_get(body, len, &b) != 0)
+    if (ps_wire_bcast_get(body, len, &b) != 0 || !text_ok(b.scope) ||
+        !text_ok(b.channel) ||
+        (!(b.flags & PS_WIRE_TOPIC_BYTES) && !text_ok(b.topic)))
         return PS_EPROTO;
     reg = scope_of(b.scope, 0);
     if (reg == NULL)
@@ -1139,7 +1151,8 @@ on_send(peer *p, const uint8_t *body, size_t len)
     ps_rmsg *m;
     uint32_t flags = PS_RMSG_DIRECT;
 
-    if (ps_wire_send_get(body, len, &s) != 0)
+    if (ps_wire_send_get(body, len, &s) != 0 ||
+        (!(s.flags & PS_WIRE_TOPIC_BYTES) && !text_ok(s.topic)))
         return PS_EPROTO;
     if (s.target_inc != ps_node_local()->incarnation) {
         COUNT(stale_drops, 1);

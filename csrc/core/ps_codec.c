@@ -197,6 +197,12 @@ utf8_lead_len(uint8_t c)
 int
 ps_utf8_valid(const uint8_t *p, size_t n)
 {
+    return ps_utf8_valid_sp(p, n, 0);
+}
+
+int
+ps_utf8_valid_sp(const uint8_t *p, size_t n, int surrogates)
+{
     size_t i = 0;
 
     while (i < n) {
@@ -226,7 +232,7 @@ ps_utf8_valid(const uint8_t *p, size_t n)
         /* The second byte's range rules out overlongs and surrogates. */
         if (c == 0xe0)
             lo = 0xa0;
-        else if (c == 0xed)
+        else if (c == 0xed && !surrogates)
             hi = 0x9f;
         else if (c == 0xf0)
             lo = 0x90;

@@ -323,6 +323,13 @@ int ps_reader_get_count(ps_reader *r, size_t min_size, size_t *count);
 int ps_utf8_valid(const uint8_t *p, size_t n);
 
 /*
+ * The same, also accepting encoded lone surrogates when surrogates is
+ * non-zero: what Python's "surrogatepass" encoder makes of any str.
+ * Channel names and topics cross nodes in this form.
+ */
+int ps_utf8_valid_sp(const uint8_t *p, size_t n, int surrogates);
+
+/*
  * Nonzero when a value with this tag can be a dict key or set member
  * given that its contents are (tuples are checked item by item).
  */

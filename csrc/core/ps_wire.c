@@ -171,7 +171,8 @@ ps_wire_hello_get(const uint8_t *body, size_t len, ps_wire_hello *h)
     h->host = ps_rd_str(&r, 8);
     h->port = ps_rd_u16(&r);
     nonce = ps_rd_bytes(&r, PS_WIRE_NONCE);
-    if (r.bad || r.left != 0 || h->name.len == 0 || h->incarnation == 0)
+    if (r.bad || r.left != 0 || h->name.len == 0 || h->incarnation == 0 ||
+        !ps_wire_name_ok(h->name) || !ps_wire_name_ok(h->host))
         return PS_EPROTO;
     memcpy(h->nonce, nonce.p, PS_WIRE_NONCE);
     return 0;
@@ -263,6 +264,19 @@ ps_wire_peer_get(ps_rd *r, ps_wire_peer *e)
     e->incarnation = ps_rd_u64(r);
     e->host = ps_rd_str(r, 8);
     e->port = ps_rd_u16(r);
+    if (e->name.len == 0 || !ps_wire_name_ok(e->name) ||
+        !ps_wire_name_ok(e->host))
+        r->bad = 1;
+}
+
+int
+ps_wire_name_ok(ps_span s)
+{
+    for (size_t i = 0; i < s.len; i++) {
+        if (s.p[i] < 0x21 || s.p[i] > 0x7e)
+            return 0;
+    }
+    return 1;
 }
 
 /* ---- messages ---- */

@@ -233,6 +233,13 @@ size_t ps_wire_peer_size(size_t name_len, size_t host_len);
 uint8_t *ps_wire_peer_put(uint8_t *p, const ps_wire_peer *e);
 void ps_wire_peer_get(ps_rd *r, ps_wire_peer *e);
 
+/*
+ * 1 when s is fit to be a node name or a host: printable ASCII, no
+ * spaces.  Both are logged and compared as they are, so nothing else is
+ * accepted from a peer (start_node refuses other names too).
+ */
+int ps_wire_name_ok(ps_span s);
+
 /* ---- messages ---- */
 
 typedef struct ps_wire_bcast {

@@ -119,6 +119,28 @@ log_take(logrec *out, uint64_t *lost)
  * waiting, oldest first, as (level, id, message).  Records the ring had
  * to drop are reported as one LOG-LOST record.
  */
+/*
+ * A record's text as str.  It may quote what a peer sent (a refusal's
+ * reason): control characters become '?' so that none can start a log
+ * line of its own, and bytes past ASCII are escaped, so no byte can make
+ * the record undecodable and lose it.
+ */
+static PyObject *
+log_text(const char *msg)
+{
+    char buf[sizeof ((logrec *)0)->msg];
+    size_t n = strlen(msg);
+
+    if (n >= sizeof buf)
+        n = sizeof buf - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)msg[i];
+
+        buf[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    return PyUnicode_DecodeASCII(buf, (Py_ssize_t)n, "backslashreplace");
+}
+
 static PyObject *
 cluster_log_drain(PyObject *module, PyObject *unused)
 {
@@ -132,8 +154,8 @@ cluster_log_drain(PyObject *module, PyObject *unused)
     n = log_take(recs, &lost);
     list = PyList_New(0);
     for (uint32_t i = 0; list != NULL && i < n; i++) {
-        PyObject *t = Py_BuildValue("(iss)", recs[i].level, recs[i].id,
-                                    recs[i].msg);
+        PyObject *t = Py_BuildValue("(isN)", recs[i].level, recs[i].id,
+                                    log_text(recs[i].msg));
 
         if (t == NULL || PyList_Append(list, t) < 0)
             Py_CLEAR(list);

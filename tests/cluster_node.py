@@ -376,19 +376,24 @@ class Node:
     command and returns its reply (raising NodeError on failure)."""
 
     def __init__(self, name: str, cookie: str = "test-cookie",
-                 seeds: list[str] = (), start: bool = True, **settings):
+                 seeds: list[str] = (), start: bool = True,
+                 prefix: list[str] = (), **settings):
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         for k in ("PUBSUB_NODE", "PUBSUB_COOKIE", "PUBSUB_SEEDS",
                   "PUBSUB_LISTEN"):
             env.pop(k, None)
         self.name = name
+        # prefix runs the node under another command that execs it (so
+        # proc.pid stays the node's): ["ip", "netns", "exec", ns], or
+        # ["prlimit", "--nofile=256"].
+        self.host = "127.0.0.1"
         # PUBSUB_TEST_STDERR=path collects the nodes' stderr (sanitizer
         # reports, tracebacks at exit) for debugging.
         errpath = os.environ.get("PUBSUB_TEST_STDERR")
         err = open(errpath, "ab") if errpath else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "cluster_node.py")],
+            [*prefix, sys.executable, os.path.join(HERE, "cluster_node.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=err, env=env, cwd=ROOT)
         if errpath:
@@ -398,11 +403,15 @@ class Node:
         if start:
             reply = self.call("start", name=name, cookie=cookie,
                               seeds=list(seeds), **settings)
-            self.port = reply["port"]
+            self.host, self.port = reply["host"], reply["port"]
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def fd_count(self) -> int:
+        """How many descriptors the node process has open."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def _readline(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout

@@ -268,7 +268,8 @@ def test_a_replayed_proof_does_not_authenticate(nodes):
 
 @needs_codec
 def test_slow_peer_is_dropped_when_its_queue_passes_max_queue(nodes):
-    a = nodes("a", max_queue=256 * 1024)
+    # A long timeout: the queue, not the stall check, must catch it.
+    a = nodes("a", max_queue=256 * 1024, timeout=5.0)
     s = authenticate(a, rcvbuf=4096)
     try:
         s.sendall(frame(SYNC, struct.pack(">I", 1)

@@ -274,7 +274,8 @@ def test_a_peer_that_writes_fast_and_never_reads_is_cut_off(nodes):
     """The peer floods broadcasts at the node and reads nothing while the
     node broadcasts to it: its queue hits max_queue, the link is dropped
     and counted, and the node's own member got what arrived in order."""
-    a = nodes("a", max_queue=512 * 1024)
+    # A long timeout: the queue, not the stall check, must catch it.
+    a = nodes("a", max_queue=512 * 1024, timeout=5.0)
     b = nodes("b", seeds=[a])
     _mesh(a, b)
     a.call("mailbox", mb="m")
@@ -314,3 +315,41 @@ def test_a_peer_that_writes_fast_and_never_reads_is_cut_off(nodes):
     b.call("mailbox", mb="m")
     b.call("join", mb="m", channel="after")
     a.call("wait_members", channel="after", n=1)
+
+
+@needs_codec
+def test_a_peer_that_never_reads_is_dropped_before_max_queue(nodes):
+    """A peer that keeps sending heartbeats but reads nothing holds our
+    queued frames forever unless something notices: the node drops a link
+    that has accepted no byte for the timeout while output waits, so the
+    frames queued to it are not kept without bound, nor silently."""
+    a = nodes("a")
+    s = authenticate(a, rcvbuf=4096)
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(FAST["heartbeat"]):
+                s.sendall(frame(HEARTBEAT, b""))
+        except OSError:
+            pass
+
+    beater = threading.Thread(target=beat)
+    beater.start()
+    try:
+        s.sendall(frame(SYNC, struct.pack(">I", 1)
+                        + entry(b"default", b"out", 1, 1)))
+        a.call("wait_members", channel="out", n=1)
+        # Well under max_queue (64 MiB), well over what the kernel
+        # buffers between us hold.
+        for _ in range(40):
+            a.call("broadcast", channel="out", payload=repr(b"z" * 100_000))
+        a.call("wait_log", id="PEER-STALLED", timeout=FAST["timeout"] * 10)
+        a.call("wait_nodes", nodes=[])
+    finally:
+        stop.set()
+        s.close()
+        beater.join(10)
+    stats = a.call("stats")["stats"]
+    assert stats["queue_overflows"] == 0
+    assert stats["timeouts"] == 1

@@ -1570,6 +1570,19 @@ on_peer_event(peer *p, uint32_t events)
     peer_flush_or_drop(p);
 }
 
+/*
+ * Has p taken none of our bytes for the timeout while some wait for it?
+ * last_send is the time of the last write that made progress, so output
+ * still pending since then means the peer stopped reading.  Such a peer
+ * may well keep sending (its heartbeats keep last_recv fresh), and below
+ * max_queue nothing else would ever release what is queued to it.
+ */
+static int
+output_stalled(const peer *p, uint64_t now)
+{
+    return p->woff < p->w.len && now - p->last_send > cl.timeout_ns;
+}
+
 /* Per-tick duties: deadlines, silence, heartbeats, dialling. */
 static void
 tick(uint64_t now)
@@ -1584,7 +1597,15 @@ tick(uint64_t now)
                 COUNT(timeouts, 1);
                 peer_drop(p, PS_LOG_WARNING, "PEER-TIMEOUT",
                           "silent for longer than the timeout");
-            } else if (now - p->last_send >= cl.heartbeat_ns) {
+            } else if (output_stalled(p, now)) {
+                COUNT(timeouts, 1);
+                peer_drop(p, PS_LOG_WARNING, "PEER-STALLED",
+                          "has read nothing of ours for longer than the "
+                          "timeout");
+            } else if (p->woff == p->w.len &&
+                       now - p->last_send >= cl.heartbeat_ns) {
+                /* Not behind unwritten output: a heartbeat there would
+                 * only grow the queue of a peer that is not reading. */
                 queue_small(p, PS_FT_HEARTBEAT, none, 0);
                 peer_flush_or_drop(p);
             }

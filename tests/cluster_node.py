@@ -317,6 +317,90 @@ class _Server:
     def do_nodes(self, a: dict) -> dict:
         return {"nodes": sorted(self.cluster.nodes())}
 
+    def do_load_start(self, a: dict) -> dict:
+        """Background load on a channel: one thread broadcasts sequence
+        numbers (a burst, then a short pause, so the node is busy but
+        not saturated), another receives as a member and checks each
+        sender's stream.  load_stop ends both and reports."""
+        self.load = {"sent": 0, "received": 0, "gaps": 0, "disorder": 0,
+                     "last": {}, "count": {}}
+        self.load_cv = threading.Condition()
+        self.load_stop = threading.Event()
+        sender = self.pubsub.Mailbox()
+        rx = self.pubsub.Mailbox()
+        rx.join(a["channel"])
+        burst, pause = a.get("burst", 20), a.get("pause", 0.01)
+
+        def send() -> None:
+            while not self.load_stop.wait(pause):
+                for _ in range(burst):
+                    self.pubsub.broadcast(a["channel"], "load",
+                                          self.load["sent"],
+                                          sender=sender.pid)
+                    self.load["sent"] += 1
+
+        def receive() -> None:
+            while not self.load_stop.is_set():
+                try:
+                    batch = [rx.recv(timeout=0.1)] + rx.recv_many()
+                except self.pubsub.Timeout:
+                    continue
+                with self.load_cv:
+                    self._load_check(batch)
+                    self.load_cv.notify_all()
+            rx.close()
+            sender.close()
+
+        self.load_threads = [threading.Thread(target=f, daemon=True)
+                             for f in (send, receive)]
+        for t in self.load_threads:
+            t.start()
+        return {"pid": repr(rx.pid), "sender": repr(sender.pid)}
+
+    def _load_check(self, batch: list) -> None:
+        """Count a batch of load messages, per sender: a number that is
+        not above the last is disorder; one that skips is a gap (except
+        the first seen from a sender, which joined mid-stream)."""
+        st = self.load
+        for m in batch:
+            key = repr(m.sender)
+            if key in st["last"]:
+                prev = st["last"][key]
+                if m.payload <= prev:
+                    st["disorder"] += 1
+                elif m.payload != prev + 1:
+                    st["gaps"] += 1
+            st["last"][key] = m.payload
+            st["received"] += 1
+            st["count"][key] = st["count"].get(key, 0) + 1
+
+    def do_load_wait(self, a: dict) -> dict:
+        """Wait until each given sender's stream has brought at least one
+        more message than when the call started."""
+        deadline = time.monotonic() + a.get("timeout", 5.0)
+        with self.load_cv:
+            count = self.load["count"]
+            base = {k: count.get(k, 0) for k in a["senders"]}
+            while any(count.get(k, 0) == n for k, n in base.items()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no news from {base!r}: {count!r}")
+                self.load_cv.wait(left)
+        return {}
+
+    def do_load_stop(self, a: dict) -> dict:
+        """Stop the load; counts of what was sent and received, gaps
+        (messages missed in a stream, allowed across a lost link) and
+        disorder (a repeated or earlier number: never allowed)."""
+        if not a.get("peek"):
+            self.load_stop.set()
+            for t in self.load_threads:
+                t.join(10)
+        st = self.load
+        return {"sent": st["sent"], "received": st["received"],
+                "gaps": st["gaps"], "disorder": st["disorder"],
+                "senders": sorted(st["last"])}
+
     def do_stats(self, a: dict) -> dict:
         return {"stats": self.cluster.cluster_stats()}
 

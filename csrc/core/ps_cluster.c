@@ -1886,7 +1886,12 @@ open_listener(const ps_cluster_config *cfg)
     if (fd < 0)
         return PS_ESYS;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0)
+    /* The deepest accept queue the system allows: a burst of
+     * connections (a flood, or a whole cluster restarting) that
+     * overflows it has its handshakes retried by the kernel seconds
+     * later, honest dials among them. */
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
+        listen(fd, SOMAXCONN) != 0)
         goto fail;
     sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||

@@ -63,7 +63,15 @@ class _Server:
         logger = logging.getLogger("pubsub.cluster")
         logger.addHandler(self.log)
         logger.setLevel(logging.DEBUG)
-        self.node_watch = pubsub.Mailbox()
+        self.node_watch = self._mailbox()
+
+    def _mailbox(self):
+        """A new mailbox with its wake-up descriptor made at once (it is
+        otherwise made by the first receive that waits), so that the
+        node's descriptor count does not move when that comes."""
+        mb = self.pubsub.Mailbox()
+        mb.fileno()
+        return mb
 
     def scope(self, a: dict):
         name = a.get("scope")
@@ -106,7 +114,7 @@ class _Server:
         return {}
 
     def do_mailbox(self, a: dict) -> dict:
-        mb = self.pubsub.Mailbox()
+        mb = self._mailbox()
         self.boxes[a["mb"]] = mb
         return {"pid": repr(mb.pid)}
 

@@ -114,6 +114,7 @@ def test_kill_and_freeze_under_load_then_restart(cluster):
                             local=True)["members"][0] for n in (a, b, c)}
     _members_exactly([a, b, c], {"load": list(load.values()),
                                  "final": list(final.values())})
+    _load_flows([a, b, c])
 
     # SIGKILL c: its sockets close, so the others drop it at once.
     c.kill()
@@ -133,6 +134,7 @@ def test_kill_and_freeze_under_load_then_restart(cluster):
                         local=True)["members"][0]
     _members_exactly([a, b, c], {"load": list(load.values()),
                                  "final": list(final.values())})
+    _load_flows([a, b, c])
 
     # SIGSTOP b: its sockets stay open, only the heartbeat timeout
     # notices.  Then wake it: it finds its links dead and rejoins.
@@ -251,6 +253,7 @@ def test_link_cut_and_healed_between_two_nodes_under_load(netns3, cluster):
                             local=True)["members"][0] for n in (a, b, c)}
     everyone = {"load": list(load.values()), "final": list(final.values())}
     _members_exactly([a, b, c], everyone)
+    _load_flows([a, b, c])
 
     # Cut b-c.  Nothing closes the sockets: each side notices the other
     # fell silent.  a still reaches both.

@@ -18,7 +18,8 @@ Subclass it, name the channels it joins, and write ``handle_message``::
 The channels are joined before ``start`` returns, so a broadcast made
 after it reaches the worker.  An exception from ``handle_message`` is
 logged and the worker goes on with the next message (there is no
-supervisor to restart it).  ``stop`` queues a stop request behind the
+supervisor to restart it).  A worker whose mailbox is closed as a slow
+consumer (``overflow = "close"``) logs that and ends as if stopped.  ``stop`` queues a stop request behind the
 messages already received, so those are handled first (as a gen_server
 handles a stop call in turn); then the mailbox is closed and
 ``terminate`` runs on the worker's own thread or task.
@@ -31,7 +32,7 @@ import logging
 import threading
 from typing import Any, ClassVar, Iterable
 
-from ._core import Message, Scope, send
+from ._core import Message, Scope, SlowConsumer, send
 from .mailbox import Mailbox
 
 __all__ = ["Worker"]
@@ -109,6 +110,8 @@ class Worker:
                 if self._is_stop(msg):
                     break
                 self._dispatch(msg)
+        except SlowConsumer:
+            self._fell_behind()
         finally:
             self.mailbox.close()
             self.terminate()
@@ -150,6 +153,8 @@ class Worker:
                         await result
                     except Exception:
                         log.exception("%s failed on %r", self, msg)
+        except SlowConsumer:
+            self._fell_behind()
         finally:
             self.mailbox.close()
             self.terminate()
@@ -177,6 +182,12 @@ class Worker:
     def _join(self) -> None:
         for channel in self.channels:
             self.mailbox.join(channel, self.scope)
+
+    def _fell_behind(self) -> None:
+        """The mailbox (overflow="close") was closed as a slow consumer:
+        the worker ends as if stopped, and says why."""
+        log.error("%s stopped: its mailbox overflowed its capacity of %s "
+                  "and was closed as a slow consumer", self, self.capacity)
 
     def _dispatch(self, msg: Message) -> Any:
         try:

@@ -2,11 +2,13 @@
 # Install what building, testing and running cpubsub needs on a Debian
 # machine, then the package itself: editable, with the test and blog
 # extras.  Safe to run again; it installs only what is missing.
+# chromium and chromium-driver are for tests/test_blog_page.py, which drives
+# the blog's page in headless Chromium through selenium (a test extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in libssl-dev; do
+for pkg in libssl-dev chromium chromium-driver; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

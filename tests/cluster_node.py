@@ -273,6 +273,17 @@ class _Server:
         return {"topics": [m.topic for m in
                            self.boxes[a["mb"]].recv_many()]}
 
+    def do_broadcast_encoded(self, a: dict) -> dict:
+        """Broadcast the value whose pubsub.encode() is hex a["data"]."""
+        value = self.pubsub.decode(bytes.fromhex(a["data"]))
+        self.scope(a).broadcast(a["channel"], "t", value)
+        return {}
+
+    def do_recv_encoded(self, a: dict) -> dict:
+        """Receive one message; its payload as hex of pubsub.encode()."""
+        m = self.boxes[a["mb"]].recv(timeout=a.get("timeout", 5.0))
+        return {"data": self.pubsub.encode(m.payload).hex()}
+
     def do_pending(self, a: dict) -> dict:
         return {"len": len(self.boxes[a["mb"]])}
 

@@ -5,6 +5,7 @@ subscribed as soon as its connect returns (the server joins its channels
 before accepting), so every test drives the API right after connecting and
 never waits for a subscription.
 """
+import re
 import secrets
 import socket
 import sqlite3
@@ -263,7 +264,10 @@ def test_home_page_is_self_contained_html(blog):
         assert resp.headers["content-type"].startswith("text/html")
         html = resp.read().decode()
     assert "/feed" in html and "ping" in html
-    assert "<script src" not in html and "<link" not in html
+    # Nothing to fetch but the page itself: every src and href is inline.
+    links = re.findall(r"""\b(?:src|href)\s*=\s*["']?([^"'\s>]*)""", html)
+    assert links and all(link.startswith("data:") for link in links)
+    assert "url(" not in html and "@import" not in html
 
 
 # -- search --------------------------------------------------------------------

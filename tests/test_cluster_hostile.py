@@ -16,7 +16,7 @@ import struct
 import pytest
 
 from cluster_node import Node
-from test_cluster import FAST, _mesh, needs_codec, nodes  # noqa: F401
+from test_cluster import FAST, _mesh, nodes  # noqa: F401
 
 HELLO, CHALLENGE, RESPONSE, REFUSE, PEERS, SYNC = 1, 2, 3, 4, 5, 6
 BCAST, HEARTBEAT = 8, 10
@@ -175,7 +175,6 @@ def test_silent_connection_is_closed_after_the_timeout(nodes):
     a.call("wait_log", id="PEER-HANDSHAKE-TIMEOUT")
 
 
-@needs_codec
 def test_nothing_is_delivered_from_an_unauthenticated_peer(nodes):
     a = nodes("a")
     b = nodes("b", seeds=[a])
@@ -266,7 +265,6 @@ def test_a_replayed_proof_does_not_authenticate(nodes):
     assert a.call("nodes")["nodes"] == []
 
 
-@needs_codec
 def test_slow_peer_is_dropped_when_its_queue_passes_max_queue(nodes):
     # A long timeout: the queue, not the stall check, must catch it.
     a = nodes("a", max_queue=256 * 1024, timeout=5.0)

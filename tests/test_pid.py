@@ -1,4 +1,6 @@
 """Pid: a mailbox's identity."""
+import copy
+
 import pytest
 
 import pubsub
@@ -103,3 +105,12 @@ def test_pid_repr_names_node_and_id(mailbox):
 
 def test_pid_repr_tells_pids_apart(mailbox):
     assert repr(mailbox().pid) != repr(mailbox().pid)
+
+
+def test_copies_of_a_pid_are_the_pid_itself():
+    with pubsub.Mailbox() as mb:
+        pid = mb.pid
+        assert copy.copy(pid) is pid
+        assert copy.deepcopy(pid) is pid
+        held = copy.deepcopy({"reply_to": [pid]})
+        assert held["reply_to"][0] is pid

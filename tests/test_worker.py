@@ -468,3 +468,72 @@ def test_astop_returns_when_the_mailbox_is_full(overflow, channel):
     task = run(main())
     assert task.done()
     assert worker.mailbox.closed
+
+
+def _slow_close_worker(channel, gate):
+    class Behind(pubsub.Worker):
+        channels = (channel,)
+        capacity = 2
+        overflow = "close"
+
+        def __init__(self):
+            super().__init__()
+            self.handled = []
+            self.terminated = threading.Event()
+
+        def handle_message(self, msg):
+            self.handled.append(msg.payload)
+            gate.wait(10)
+
+        def terminate(self):
+            self.terminated.set()
+
+    return Behind()
+
+
+def test_worker_closed_as_slow_consumer_logs_and_ends_cleanly(
+        channel, caplog):
+    gate = threading.Event()
+    worker = _slow_close_worker(channel, gate)
+    caught = []
+    old_hook = threading.excepthook
+    threading.excepthook = caught.append
+    try:
+        worker.start()
+        pubsub.broadcast(channel, "t", 0)
+        while not worker.handled:           # 0 is being handled
+            worker.terminated.wait(0.01)
+        for i in range(1, 4):               # 1, 2 fill it; 3 overflows
+            pubsub.broadcast(channel, "t", i)
+        assert worker.mailbox.closed
+        with caplog.at_level(logging.ERROR, logger="pubsub.worker"):
+            gate.set()
+            assert worker.terminated.wait(10)
+            worker._thread.join(10)
+        assert not worker._thread.is_alive()
+    finally:
+        threading.excepthook = old_hook
+        gate.set()
+        worker.stop()
+    assert caught == []
+    assert worker.handled == [0]
+    assert pubsub.get_members(channel) == []
+    assert "slow consumer" in caplog.text
+
+
+def test_async_worker_closed_as_slow_consumer_ends_cleanly(channel, caplog):
+    gate = threading.Event()
+    gate.set()
+    worker = _slow_close_worker(channel, gate)
+
+    async def main():
+        task = worker.start_task()
+        for i in range(3):                  # before the task runs: 3 > 2
+            pubsub.broadcast(channel, "t", i)
+        with caplog.at_level(logging.ERROR, logger="pubsub.worker"):
+            await task                      # ends, raises nothing
+        assert worker.terminated.is_set()
+
+    run(main())
+    assert worker.handled == []
+    assert "slow consumer" in caplog.text

@@ -576,20 +576,39 @@ ps_registry_leave(ps_registry *reg, const char *ch, size_t len,
 {
     ps_channel *c = ps_registry_find(reg, ch, len);
     int rc = PS_ENOTJOINED;
+    uint32_t k = 0;
 
     if (c == NULL)
         return PS_ENOTJOINED;
 
     ps_registry_lock();
-    /* Newest first: a leave undoes the latest join. */
-    for (uint32_t k = mb->nmships; k-- > 0;) {
-        if (mb->mships[k].ch == c) {
-            unlink_membership(mb, k);
-            local_changed(c, mb, -1, f);
-            local_maybe_free(c);
-            rc = 0;
-            break;
+    /*
+     * Any one of mb's memberships of c will do: they are alike.  Scan the
+     * shorter of the two lists, so that a mailbox in 10,000 channels
+     * leaving them all, or 10,000 mailboxes leaving one channel, stays
+     * linear; only a mailbox in many channels leaving a crowded one pays
+     * min(channels, members).
+     */
+    if (c->n < mb->nmships) {
+        for (uint32_t i = c->n; i-- > 0;) {
+            if (c->members[i].mb == mb) {
+                k = c->members[i].back;
+                rc = 0;
+                break;
+            }
         }
+    } else {
+        for (k = mb->nmships; k-- > 0;) {
+            if (mb->mships[k].ch == c) {
+                rc = 0;
+                break;
+            }
+        }
+    }
+    if (rc == 0) {
+        unlink_membership(mb, k);
+        local_changed(c, mb, -1, f);
+        local_maybe_free(c);
     }
     ps_registry_unlock();
     return rc;

@@ -125,6 +125,19 @@ static PyGetSetDef Pid_getset[] = {
     {NULL},
 };
 
+/* A pid is immutable and names one mailbox: a copy is the pid itself. */
+static PyObject *
+Pid_copy(PyObject *self, PyObject *unused)
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef Pid_methods[] = {
+    {"__copy__", Pid_copy, METH_NOARGS, NULL},
+    {"__deepcopy__", Pid_copy, METH_O, NULL},
+    {NULL},
+};
+
 static PyType_Slot Pid_slots[] = {
     {Py_tp_doc, "A mailbox's identity: node, incarnation and number.\n\n"
                 "Made by the library (Mailbox.pid, Message.sender); "
@@ -134,6 +147,7 @@ static PyType_Slot Pid_slots[] = {
     {Py_tp_richcompare, Pid_richcompare},
     {Py_tp_repr, Pid_repr},
     {Py_tp_getset, Pid_getset},
+    {Py_tp_methods, Pid_methods},
     {0, NULL},
 };
 

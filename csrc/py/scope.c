@@ -323,6 +323,38 @@ find_cached(ScopeObject *self, PyObject *obj, const char *name,
     return c;
 }
 
+/*
+ * Make the message of a[] = (channel, topic, payload, _) and push it to
+ * c's members.  Allocating may run the collector, and a __del__ may join
+ * or leave: the channel is looked up again if the tables moved (name is
+ * its UTF-8, or NULL when the caller skipped that on the cached path).
+ */
+static int
+deliver(ScopeObject *self, ps_channel *c, PyObject **a, PyObject *sender,
+        const char *name, Py_ssize_t len, ps_fanout *f)
+{
+    uint64_t gen = ps_registry_generation;
+    PyObject *msg = psg_message_new(self->st, a[0], sender, a[1], a[2]);
+    PyObject *keep = NULL;
+
+    if (msg == NULL)
+        return -1;
+    if (gen != ps_registry_generation) {
+        if (name == NULL &&
+            psg_channel_name(a[0], "channel", &name, &len, &keep) < 0) {
+            Py_DECREF(msg);     /* a MemoryError: nothing delivered */
+            return -1;
+        }
+        c = find_cached(self, a[0], name, len);
+        Py_XDECREF(keep);
+    }
+    if (c != NULL)
+        fan_out(c, msg, f);
+    Py_DECREF(msg);
+    return 0;
+}
+
+
 static PyObject *
 broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames, int local_only)
@@ -330,7 +362,7 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
     static const char *const names[] = {"channel", "topic", "payload",
                                         "sender", NULL};
     PyObject *a[4] = {NULL, NULL, NULL, Py_None};
-    PyObject *keep = NULL, *sender, *msg;
+    PyObject *keep = NULL, *sender;
     const char *name;
     Py_ssize_t len;
     uint64_t sender_id;
@@ -349,6 +381,28 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
                      nargs, kwnames, names, 3, a) < 0) {
         return NULL;
     }
+    /*
+     * The hot path: the same str as last time, tables unchanged, no node
+     * running (or a local-only broadcast).  The name was checked when it
+     * was cached, so neither it nor its UTF-8 is needed again.
+     */
+    if (a[0] == self->last_name && self->last_gen == ps_registry_generation
+        && (local_only || !ps_cluster_running())) {
+        if (topic_arg(a[1]) < 0)
+            return NULL;
+        if (a[3] == Py_None)
+            sender = Py_None;
+        else if (sender_arg(self->st, a[3], &sender, &sender_id) < 0)
+            return NULL;
+        c = self->last_ch;
+        if (c != NULL && c->n > 0 &&
+            deliver(self, c, a, sender, NULL, 0, &f) < 0)
+            return NULL;
+        if (f.ndropped || f.nslow)
+            psg_fanout_finish(&f);
+        Py_RETURN_NONE;
+    }
+
     if (psg_channel_name(a[0], "channel", &name, &len, &keep) < 0)
         return NULL;
     if (topic_arg(a[1]) < 0 || sender_arg(self->st, a[3], &sender,
@@ -370,20 +424,9 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
 
     c = find_cached(self, a[0], name, len);
-    if (c != NULL && c->n > 0) {
-        uint64_t gen = ps_registry_generation;
-
-        msg = psg_message_new(self->st, a[0], sender, a[1], a[2]);
-        if (msg == NULL)
-            goto fail_remote;
-        /* Allocating may have run the collector, and a __del__ may have
-         * joined or left: look again if the tables moved. */
-        if (gen != ps_registry_generation)
-            c = find_cached(self, a[0], name, len);
-        if (c != NULL)
-            fan_out(c, msg, &f);
-        Py_DECREF(msg);
-    }
+    if (c != NULL && c->n > 0 &&
+        deliver(self, c, a, sender, name, len, &f) < 0)
+        goto fail_remote;
 
     if (remote) {
         Py_ssize_t tlen;
@@ -689,31 +732,49 @@ out:
 
 /* ---- monitors ---- */
 
+/* The (mailbox, channel=None) arguments of monitor and demonitor; the
+ * channel's name stays valid while *keep is held.  NULL with an error. */
+static MailboxObject *
+watch_args(ScopeObject *self, const char *fname, PyObject *const *args,
+           Py_ssize_t nargs, PyObject *kwnames, int open, PyObject **chobj,
+           const char **name, Py_ssize_t *len, PyObject **keep)
+{
+    static const char *const names[] = {"mailbox", "channel", NULL};
+    PyObject *a[2] = {NULL, Py_None};
+    MailboxObject *mb;
+
+    if (parse(fname, args, nargs, kwnames, names, 1, a) < 0)
+        return NULL;
+    mb = mailbox_arg(self->st, a[0], "mailbox", open);
+    if (mb == NULL)
+        return NULL;
+    *chobj = a[1];
+    if (a[1] != Py_None &&
+        psg_channel_name(a[1], "channel", name, len, keep) < 0)
+        return NULL;
+    return mb;
+}
+
 static PyObject *
 Scope_monitor(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
-    static const char *const names[] = {"mailbox", "channel", NULL};
-    PyObject *a[2] = {NULL, Py_None}, *keep = NULL;
+    PyObject *channel, *keep = NULL;
     const char *name = NULL;
     Py_ssize_t len = 0;
     MailboxObject *mb;
     int rc;
 
-    if (parse("monitor", args, nargs, kwnames, names, 1, a) < 0)
-        return NULL;
-    mb = mailbox_arg(self->st, a[0], "mailbox", 1);
+    mb = watch_args(self, "monitor", args, nargs, kwnames, 1, &channel,
+                    &name, &len, &keep);
     if (mb == NULL)
-        return NULL;
-    if (a[1] != Py_None &&
-        psg_channel_name(a[1], "channel", &name, &len, &keep) < 0)
         return NULL;
     rc = ps_registry_watch(self->reg, name, (size_t)len, &mb->mb);
     Py_XDECREF(keep);
     if (rc != 0)
         return psg_raise(self->st, rc, "monitor");
-    if (a[1] != Py_None)
-        return members(self, a[1], 1);
+    if (channel != Py_None)
+        return members(self, channel, 1);
     Py_RETURN_NONE;
 }
 
@@ -721,20 +782,15 @@ static PyObject *
 Scope_demonitor(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    static const char *const names[] = {"mailbox", "channel", NULL};
-    PyObject *a[2] = {NULL, Py_None}, *keep = NULL;
+    PyObject *channel, *keep = NULL;
     const char *name = NULL;
     Py_ssize_t len = 0;
     MailboxObject *mb;
     int rc;
 
-    if (parse("demonitor", args, nargs, kwnames, names, 1, a) < 0)
-        return NULL;
-    mb = mailbox_arg(self->st, a[0], "mailbox", 0);
+    mb = watch_args(self, "demonitor", args, nargs, kwnames, 0, &channel,
+                    &name, &len, &keep);
     if (mb == NULL)
-        return NULL;
-    if (a[1] != Py_None &&
-        psg_channel_name(a[1], "channel", &name, &len, &keep) < 0)
         return NULL;
     rc = ps_registry_unwatch(self->reg, name, (size_t)len, &mb->mb);
     Py_XDECREF(keep);

@@ -45,6 +45,7 @@ class Close:
 
 SLOW_CONSUMER = Close(TRY_AGAIN_LATER, "slow consumer: too many unread messages")
 POST_GONE = Close(NORMAL, "post deleted")
+NORMAL_END = Close(NORMAL, "feed closed")
 INTERNAL_ERROR = Close(INTERNAL_ERROR_CODE, "internal error")
 
 
@@ -153,7 +154,9 @@ def _outcome(task):
     exc = task.exception()
     if exc is None:
         return task.result()
-    if isinstance(exc, asyncio.TimeoutError):
+    # A send blocked past the send timeout, or the mailbox overflowed
+    # (async for raises SlowConsumer): either way the client fell behind.
+    if isinstance(exc, (asyncio.TimeoutError, pubsub.SlowConsumer)):
         return SLOW_CONSUMER
     if isinstance(exc, (WebSocketDisconnect, OSError)):
         log.debug("client gone: %r", exc)
@@ -176,8 +179,8 @@ async def _relay(mailbox, send, render):
     """Send each message as ``render`` formats it; return how to close.
 
     ``render`` returns the text to send, None to skip the message, or a
-    Close to end the connection.  The loop ends by itself only when the
-    mailbox closed, which while we hold it means it overflowed.
+    Close to end the connection.  A mailbox that overflowed raises
+    SlowConsumer out of the loop; no one else closes it while we relay.
     """
     async for msg in mailbox:
         out = render(msg)
@@ -185,7 +188,7 @@ async def _relay(mailbox, send, render):
             return out
         if out is not None:
             await send(out)
-    return SLOW_CONSUMER
+    return NORMAL_END
 
 
 def _feed_frame(msg):

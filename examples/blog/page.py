@@ -1,6 +1,7 @@
 """The one HTML page served at ``/``: posts, a form, and the live feed.
 
-Everything is inline (no external assets).  The script renders user text
+Everything is inline (no external assets; even the empty icon is a data:
+URL, so the browser asks for no /favicon.ico).  The script renders user text
 with ``textContent`` only, never as HTML.
 """
 
@@ -9,6 +10,7 @@ HTML = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <title>cpubsub blog</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.45 system-ui, sans-serif; margin: 2rem auto;
          max-width: 62rem; padding: 0 1rem; color: #222; }
@@ -49,6 +51,10 @@ HTML = """<!doctype html>
 const postsEl = document.getElementById("posts");
 const feedEl = document.getElementById("feed");
 const statusEl = document.getElementById("status");
+// Seconds between keep-alive pings; ?ping=N sets another (at least 0.1).
+const pingParam = Number(new URLSearchParams(location.search).get("ping"));
+const PING_SECONDS = pingParam >= 0.1 ? pingParam : 30;
+let pongs = 0;  // shown as the status's data-pongs attribute
 
 function el(tag, text) {
   const node = document.createElement(tag);
@@ -80,11 +86,27 @@ function logEvent(text) {
   while (feedEl.children.length > 100) feedEl.lastChild.remove();
 }
 
+// Feed messages that arrive while the post list loads are held, then
+// applied on top of it: the list may have been read before they happened.
+let held = null;
+
 async function loadPosts() {
-  const response = await fetch("/posts");
-  const posts = await response.json();
-  postsEl.replaceChildren();
-  posts.reverse().forEach(renderPost);
+  const mine = held = [];
+  try {
+    const response = await fetch("/posts");
+    if (!response.ok) throw new Error("GET /posts: " + response.status);
+    const posts = await response.json();
+    if (held !== mine) return;  // a newer load (after a reconnect) took over
+    postsEl.replaceChildren();
+    posts.reverse().forEach(renderPost);
+  } catch (err) {
+    logEvent("could not load the posts: " + err.message);
+  } finally {
+    if (held === mine) {
+      held = null;
+      mine.forEach(apply);
+    }
+  }
 }
 
 document.getElementById("new-post").addEventListener("submit", async (ev) => {
@@ -111,38 +133,46 @@ function connect() {
   let keepAlive;
   ws.onopen = () => {
     statusEl.textContent = "feed: live";
-    keepAlive = setInterval(() => ws.send("ping"), 30000);
+    keepAlive = setInterval(() => ws.send("ping"), PING_SECONDS * 1000);
     loadPosts();
   };
   ws.onmessage = (event) => {
-    if (event.data === "pong") return;
-    const msg = JSON.parse(event.data);
-    switch (msg.event) {
-      case "post_created":
-        renderPost(msg.data);
-        logEvent("new post #" + msg.data.id + ": " + msg.data.title);
-        break;
-      case "post_updated":
-        renderPost(msg.data);
-        logEvent("post #" + msg.data.id + " edited: " + msg.data.title);
-        break;
-      case "post_deleted":
-        removePost(msg.data.id);
-        logEvent("post #" + msg.data.id + " deleted");
-        break;
-      case "comment_created":
-        logEvent("comment on post #" + msg.data.post_id + " by " +
-                 (msg.data.author || "anonymous") + ": " + msg.data.body);
-        break;
-      default:
-        logEvent("[" + msg.channel + "] " + msg.event);
+    if (event.data === "pong") {
+      statusEl.dataset.pongs = ++pongs;
+      return;
     }
+    const msg = JSON.parse(event.data);
+    if (held) held.push(msg);
+    else apply(msg);
   };
   ws.onclose = (event) => {
     clearInterval(keepAlive);
     statusEl.textContent = "feed: closed (" + event.code + "), reconnecting...";
     setTimeout(connect, 2000);
   };
+}
+
+function apply(msg) {
+  switch (msg.event) {
+    case "post_created":
+      renderPost(msg.data);
+      logEvent("new post #" + msg.data.id + ": " + msg.data.title);
+      break;
+    case "post_updated":
+      renderPost(msg.data);
+      logEvent("post #" + msg.data.id + " edited: " + msg.data.title);
+      break;
+    case "post_deleted":
+      removePost(msg.data.id);
+      logEvent("post #" + msg.data.id + " deleted");
+      break;
+    case "comment_created":
+      logEvent("comment on post #" + msg.data.post_id + " by " +
+               (msg.data.author || "anonymous") + ": " + msg.data.body);
+      break;
+    default:
+      logEvent("[" + msg.channel + "] " + msg.event);
+  }
 }
 
 connect();

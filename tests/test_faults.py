@@ -24,7 +24,7 @@ import subprocess
 import pytest
 
 from cluster_node import Node
-from test_cluster import _mesh, needs_codec
+from test_cluster import _mesh
 
 # Slower than the suite's FAST settings: the nodes are busy, and a link
 # must only be dropped by a fault, not by a late heartbeat.
@@ -103,7 +103,6 @@ def _everyone_hears_everyone(live: list[Node]) -> None:
         assert n.call("pending", mb="m")["len"] == 0
 
 
-@needs_codec
 def test_kill_and_freeze_under_load_then_restart(cluster):
     a = cluster("a")
     b = cluster("b", seeds=[a])
@@ -237,7 +236,6 @@ def netns3():
                            capture_output=True, timeout=30)
 
 
-@needs_codec
 def test_link_cut_and_healed_between_two_nodes_under_load(netns3, cluster):
     def start(k: int, seeds=()) -> Node:
         return cluster(NAMES[k], seeds=seeds,

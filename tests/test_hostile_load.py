@@ -18,7 +18,7 @@ import time
 import pytest
 
 from cluster_node import Node
-from test_cluster import FAST, _mesh, needs_codec, nodes  # noqa: F401
+from test_cluster import FAST, _mesh, nodes  # noqa: F401
 from test_cluster_hostile import (
     BCAST,
     CHALLENGE,
@@ -109,7 +109,6 @@ def _honest_traffic_flows(a: Node, b: Node, tag: str) -> None:
     assert msgs and msgs[0][2] == repr(tag)
 
 
-@needs_codec
 def test_a_flood_of_unfinished_handshakes_is_shed(nodes):
     a, b = _honest_pair(nodes)
     base = a.fd_count()
@@ -137,7 +136,6 @@ def test_a_flood_of_unfinished_handshakes_is_shed(nodes):
     _honest_traffic_flows(a, b, "after")
 
 
-@needs_codec
 def test_a_flood_past_the_descriptor_limit_pauses_accepting_only(nodes):
     """With 64 descriptors the node runs out while 300 connections
     arrive: it stops accepting until deadlines free some, keeps its
@@ -244,7 +242,6 @@ MALFORMED = {
 }
 
 
-@needs_codec
 def test_malformed_frames_after_authentication_close_that_link(nodes):
     a, b = _honest_pair(nodes)
     bad_before = a.call("stats")["stats"]["bad_frames"]
@@ -269,7 +266,6 @@ def test_malformed_frames_after_authentication_close_that_link(nodes):
     assert stats["timeouts"] == 0
 
 
-@needs_codec
 def test_a_peer_that_writes_fast_and_never_reads_is_cut_off(nodes):
     """The peer floods broadcasts at the node and reads nothing while the
     node broadcasts to it: its queue hits max_queue, the link is dropped
@@ -317,7 +313,6 @@ def test_a_peer_that_writes_fast_and_never_reads_is_cut_off(nodes):
     a.call("wait_members", channel="after", n=1)
 
 
-@needs_codec
 def test_a_peer_that_never_reads_is_dropped_before_max_queue(nodes):
     """A peer that keeps sending heartbeats but reads nothing holds our
     queued frames forever unless something notices: the node drops a link

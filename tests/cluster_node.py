@@ -65,11 +65,11 @@ class _Server:
         logger.setLevel(logging.DEBUG)
         self.node_watch = self._mailbox()
 
-    def _mailbox(self):
+    def _mailbox(self, *args):
         """A new mailbox with its wake-up descriptor made at once (it is
         otherwise made by the first receive that waits), so that the
         node's descriptor count does not move when that comes."""
-        mb = self.pubsub.Mailbox()
+        mb = self.pubsub.Mailbox(*args)
         mb.fileno()
         return mb
 
@@ -114,7 +114,10 @@ class _Server:
         return {}
 
     def do_mailbox(self, a: dict) -> dict:
-        mb = self._mailbox()
+        """A mailbox named a["mb"]; bounded when capacity is given."""
+        bound = ((a["capacity"], a.get("overflow", "drop_oldest"))
+                 if "capacity" in a else ())
+        mb = self._mailbox(*bound)
         self.boxes[a["mb"]] = mb
         return {"pid": repr(mb.pid)}
 
@@ -286,6 +289,19 @@ class _Server:
 
     def do_pending(self, a: dict) -> dict:
         return {"len": len(self.boxes[a["mb"]])}
+
+    def do_mailbox_state(self, a: dict) -> dict:
+        mb = self.boxes[a["mb"]]
+        return {"len": len(mb), "dropped": mb.dropped, "closed": mb.closed}
+
+    def do_drain_payloads(self, a: dict) -> dict:
+        """Every waiting message's payload (repr), oldest first; the
+        exception's name if receiving raises."""
+        try:
+            return {"payloads": [repr(m.payload) for m in
+                                 self.boxes[a["mb"]].recv_many()]}
+        except self.pubsub.PubSubError as e:
+            return {"error": type(e).__name__}
 
     def do_members(self, a: dict) -> dict:
         sc = self.scope(a)

@@ -1,5 +1,6 @@
-"""Load on one node: a slow consumer among many readers, and many
-consumers under concurrent joins, leaves and broadcasts.
+"""Load: a slow consumer among many readers, fed locally or from
+another node, and many consumers under concurrent joins, leaves and
+broadcasts.
 
 Each test runs a fixed number of operations (never a fixed time) and
 checks exact counts: what each reader received, in which order, and what
@@ -15,6 +16,7 @@ import threading
 import pytest
 
 import pubsub
+from test_cluster import _mesh, nodes  # noqa: F401
 
 READERS = 1_000         # mailboxes on the channel, the slow one included
 CAPACITY = 100          # each mailbox's capacity
@@ -256,3 +258,45 @@ def test_ten_thousand_mailboxes_under_concurrent_churn(new_channel):
         for mb in churners + senders:
             mb.close()
     assert not set(names) & set(pubsub.which_channels())
+
+
+# ---- a slow consumer fed from another node ----
+
+REMOTE_SENT = 5_000
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "drop_newest", "close"])
+def test_slow_consumer_fed_from_another_node(nodes, policy):
+    """The I/O thread pushes into a bounded mailbox by its own path; the
+    policy, the count and the end must be those of a local overflow.  An
+    unbounded member on the same node tells when everything arrived."""
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    a.call("mailbox", mb="slow", capacity=CAPACITY, overflow=policy)
+    a.call("mailbox", mb="all")
+    for mb in ("slow", "all"):
+        a.call("join", mb=mb, channel="feed")
+    b.call("mailbox", mb="s")
+    b.call("wait_members", channel="feed", n=2)
+
+    b.call("broadcast", channel="feed", count=REMOTE_SENT, sender="s",
+           timeout=60)
+    got = a.call("recv_seq", mb="all", n=REMOTE_SENT, timeout=60)
+    assert got == {"received": REMOTE_SENT, "first_disorder": None}
+
+    state = a.call("mailbox_state", mb="slow")
+    kept = a.call("drain_payloads", mb="slow")
+    if policy == "close":
+        assert state["closed"] and state["dropped"] == 1
+        assert kept == {"error": "SlowConsumer"}
+        # It left the channel on both nodes.
+        for n in (a, b):
+            assert len(n.call("wait_members", channel="feed",
+                              n=1)["members"]) == 1
+        return
+    assert state == {"len": CAPACITY, "dropped": REMOTE_SENT - CAPACITY,
+                     "closed": False}
+    first = REMOTE_SENT - CAPACITY if policy == "drop_oldest" else 0
+    assert kept["payloads"] == [repr(i) for i in
+                                range(first, first + CAPACITY)]

@@ -104,7 +104,8 @@ def start_node(name: str | None = None, listen: str | None = None,
     ``name``, ``listen``, ``cookie`` and ``seeds`` fall back on the
     environment variables above.  ``heartbeat`` is the idle time (seconds)
     after which a link sends a heartbeat; a peer silent for ``timeout``
-    seconds is dropped, and a connection must authenticate within it.
+    seconds, or one that has read nothing of what waits for it for that
+    long, is dropped, and a connection must authenticate within it.
     Raises ``ValueError`` for a bad or missing setting, ``OSError`` when
     the address cannot be bound, :class:`PubSubError` when already running.
     """

@@ -63,7 +63,15 @@ class _Server:
         logger = logging.getLogger("pubsub.cluster")
         logger.addHandler(self.log)
         logger.setLevel(logging.DEBUG)
-        self.node_watch = pubsub.Mailbox()
+        self.node_watch = self._mailbox()
+
+    def _mailbox(self, *args):
+        """A new mailbox with its wake-up descriptor made at once (it is
+        otherwise made by the first receive that waits), so that the
+        node's descriptor count does not move when that comes."""
+        mb = self.pubsub.Mailbox(*args)
+        mb.fileno()
+        return mb
 
     def scope(self, a: dict):
         name = a.get("scope")
@@ -106,7 +114,10 @@ class _Server:
         return {}
 
     def do_mailbox(self, a: dict) -> dict:
-        mb = self.pubsub.Mailbox()
+        """A mailbox named a["mb"]; bounded when capacity is given."""
+        bound = ((a["capacity"], a.get("overflow", "drop_oldest"))
+                 if "capacity" in a else ())
+        mb = self._mailbox(*bound)
         self.boxes[a["mb"]] = mb
         return {"pid": repr(mb.pid)}
 
@@ -298,6 +309,19 @@ class _Server:
     def do_pending(self, a: dict) -> dict:
         return {"len": len(self.boxes[a["mb"]])}
 
+    def do_mailbox_state(self, a: dict) -> dict:
+        mb = self.boxes[a["mb"]]
+        return {"len": len(mb), "dropped": mb.dropped, "closed": mb.closed}
+
+    def do_drain_payloads(self, a: dict) -> dict:
+        """Every waiting message's payload (repr), oldest first; the
+        exception's name if receiving raises."""
+        try:
+            return {"payloads": [repr(m.payload) for m in
+                                 self.boxes[a["mb"]].recv_many()]}
+        except self.pubsub.PubSubError as e:
+            return {"error": type(e).__name__}
+
     def do_members(self, a: dict) -> dict:
         sc = self.scope(a)
         fn = sc.get_local_members if a.get("local") else sc.get_members
@@ -346,6 +370,90 @@ class _Server:
 
     def do_nodes(self, a: dict) -> dict:
         return {"nodes": sorted(self.cluster.nodes())}
+
+    def do_load_start(self, a: dict) -> dict:
+        """Background load on a channel: one thread broadcasts sequence
+        numbers (a burst, then a short pause, so the node is busy but
+        not saturated), another receives as a member and checks each
+        sender's stream.  load_stop ends both and reports."""
+        self.load = {"sent": 0, "received": 0, "gaps": 0, "disorder": 0,
+                     "last": {}, "count": {}}
+        self.load_cv = threading.Condition()
+        self.load_stop = threading.Event()
+        sender = self.pubsub.Mailbox()
+        rx = self.pubsub.Mailbox()
+        rx.join(a["channel"])
+        burst, pause = a.get("burst", 20), a.get("pause", 0.01)
+
+        def send() -> None:
+            while not self.load_stop.wait(pause):
+                for _ in range(burst):
+                    self.pubsub.broadcast(a["channel"], "load",
+                                          self.load["sent"],
+                                          sender=sender.pid)
+                    self.load["sent"] += 1
+
+        def receive() -> None:
+            while not self.load_stop.is_set():
+                try:
+                    batch = [rx.recv(timeout=0.1)] + rx.recv_many()
+                except self.pubsub.Timeout:
+                    continue
+                with self.load_cv:
+                    self._load_check(batch)
+                    self.load_cv.notify_all()
+            rx.close()
+            sender.close()
+
+        self.load_threads = [threading.Thread(target=f, daemon=True)
+                             for f in (send, receive)]
+        for t in self.load_threads:
+            t.start()
+        return {"pid": repr(rx.pid), "sender": repr(sender.pid)}
+
+    def _load_check(self, batch: list) -> None:
+        """Count a batch of load messages, per sender: a number that is
+        not above the last is disorder; one that skips is a gap (except
+        the first seen from a sender, which joined mid-stream)."""
+        st = self.load
+        for m in batch:
+            key = repr(m.sender)
+            if key in st["last"]:
+                prev = st["last"][key]
+                if m.payload <= prev:
+                    st["disorder"] += 1
+                elif m.payload != prev + 1:
+                    st["gaps"] += 1
+            st["last"][key] = m.payload
+            st["received"] += 1
+            st["count"][key] = st["count"].get(key, 0) + 1
+
+    def do_load_wait(self, a: dict) -> dict:
+        """Wait until each given sender's stream has brought at least one
+        more message than when the call started."""
+        deadline = time.monotonic() + a.get("timeout", 5.0)
+        with self.load_cv:
+            count = self.load["count"]
+            base = {k: count.get(k, 0) for k in a["senders"]}
+            while any(count.get(k, 0) == n for k, n in base.items()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no news from {base!r}: {count!r}")
+                self.load_cv.wait(left)
+        return {}
+
+    def do_load_stop(self, a: dict) -> dict:
+        """Stop the load; counts of what was sent and received, gaps
+        (messages missed in a stream, allowed across a lost link) and
+        disorder (a repeated or earlier number: never allowed)."""
+        if not a.get("peek"):
+            self.load_stop.set()
+            for t in self.load_threads:
+                t.join(10)
+        st = self.load
+        return {"sent": st["sent"], "received": st["received"],
+                "gaps": st["gaps"], "disorder": st["disorder"],
+                "senders": sorted(st["last"])}
 
     def do_stats(self, a: dict) -> dict:
         return {"stats": self.cluster.cluster_stats()}
@@ -406,19 +514,24 @@ class Node:
     command and returns its reply (raising NodeError on failure)."""
 
     def __init__(self, name: str, cookie: str = "test-cookie",
-                 seeds: list[str] = (), start: bool = True, **settings):
+                 seeds: list[str] = (), start: bool = True,
+                 prefix: list[str] = (), **settings):
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         for k in ("PUBSUB_NODE", "PUBSUB_COOKIE", "PUBSUB_SEEDS",
                   "PUBSUB_LISTEN"):
             env.pop(k, None)
         self.name = name
+        # prefix runs the node under another command that execs it (so
+        # proc.pid stays the node's): ["ip", "netns", "exec", ns], or
+        # ["prlimit", "--nofile=256"].
+        self.host = "127.0.0.1"
         # PUBSUB_TEST_STDERR=path collects the nodes' stderr (sanitizer
         # reports, tracebacks at exit) for debugging.
         errpath = os.environ.get("PUBSUB_TEST_STDERR")
         err = open(errpath, "ab") if errpath else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "cluster_node.py")],
+            [*prefix, sys.executable, os.path.join(HERE, "cluster_node.py")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=err, env=env, cwd=ROOT)
         if errpath:
@@ -428,11 +541,15 @@ class Node:
         if start:
             reply = self.call("start", name=name, cookie=cookie,
                               seeds=list(seeds), **settings)
-            self.port = reply["port"]
+            self.host, self.port = reply["host"], reply["port"]
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    def fd_count(self) -> int:
+        """How many descriptors the node process has open."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
 
     def _readline(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout

@@ -107,6 +107,16 @@ def entry(scope: bytes, channel: bytes, pid: int, count: int) -> bytes:
             + struct.pack(">Qi", pid, count))
 
 
+def overflow_queue(node: Node, channel: str, size: int, tries: int) -> None:
+    """Broadcast size-byte payloads on channel until a peer's queue
+    overflows (at most tries times), and wait for the log line."""
+    for _ in range(tries):
+        node.call("broadcast", channel=channel, payload=repr(b"y" * size))
+        if node.call("stats")["stats"]["queue_overflows"]:
+            break
+    node.call("wait_log", id="PEER-QUEUE-OVERFLOW")
+
+
 def test_wrong_cookie_is_refused_and_logged_on_both_sides(nodes):
     a = nodes("a")
     b = Node("b", cookie="another-cookie", seeds=[a.address], **FAST)
@@ -263,19 +273,15 @@ def test_a_replayed_proof_does_not_authenticate(nodes):
 
 
 def test_slow_peer_is_dropped_when_its_queue_passes_max_queue(nodes):
-    a = nodes("a", max_queue=256 * 1024)
+    # A long timeout: the queue, not the stall check, must catch it.
+    a = nodes("a", max_queue=256 * 1024, timeout=5.0)
     s = authenticate(a, rcvbuf=4096)
     try:
         s.sendall(frame(SYNC, struct.pack(">I", 1)
                         + entry(b"default", b"slow", 1, 1)))
         a.call("wait_members", channel="slow", n=1)
         # Never read: the kernel buffers fill, then the node's queue.
-        for _ in range(200):
-            a.call("broadcast", channel="slow",
-                   payload=repr(b"y" * 100_000))
-            if a.call("stats")["stats"]["queue_overflows"]:
-                break
-        a.call("wait_log", id="PEER-QUEUE-OVERFLOW")
+        overflow_queue(a, "slow", 100_000, 200)
         a.call("wait_nodes", nodes=[])
     finally:
         s.close()

@@ -16,7 +16,8 @@
  *                      identities, max_frame)
  *   A -> I  RESPONSE   the same with the "acceptor" label   (or REFUSE)
  * Each side is established once it has checked the other's proof; then it
- * sends PEERS and its full membership (SYNC), and deltas follow.
+ * sends PEERS and its full membership (SYNC), and deltas follow.  PEERS
+ * is sent again every timeout, so a mesh cut in two places heals.
  */
 #include "ps_cluster.h"
 #include "ps_codec.h"
@@ -127,6 +128,7 @@ static struct cluster {
     peer *reap;                 /* dead, freed at the end of a turn */
     dial *dials;                /* I/O thread */
     int accept_paused;          /* out of descriptors: retry next tick */
+    uint64_t gossip_at;         /* when PEERS next goes to every link */
     pthread_mutex_t pending_mu; /* guards pending */
     dial *pending;              /* from ps_cluster_connect */
 } cl = { .epfd = -1, .wakefd = -1, .lfd = -1,
@@ -1046,6 +1048,9 @@ dial_tick(uint64_t now)
             continue;
         }
         if (!d->seed && d->attempts >= LEARNED_ATTEMPTS) {
+            report(PS_LOG_DEBUG, "PEER-FORGOTTEN", "%s:%u: %d dials "
+                   "failed; not dialled again until a peer names it",
+                   d->addr.host, d->addr.port, d->attempts);
             *dp = d->next;
             free(d);
             continue;
@@ -1583,6 +1588,41 @@ on_peer_event(peer *p, uint32_t events)
     peer_flush_or_drop(p);
 }
 
+/*
+ * Has p taken none of our bytes for the timeout while some wait for it?
+ * last_send is the time of the last write that made progress, so output
+ * still pending since then means the peer stopped reading.  Such a peer
+ * may well keep sending (its heartbeats keep last_recv fresh), and below
+ * max_queue nothing else would ever release what is queued to it.
+ */
+static int
+output_stalled(const peer *p, uint64_t now)
+{
+    return p->woff < p->w.len && now - p->last_send > cl.timeout_ns;
+}
+
+/*
+ * Send PEERS again to every established link that is not behind on its
+ * output.  It goes out at link-up too; repeating it is what lets two
+ * nodes whose own link was cut find each other once the path heals,
+ * when both kept their links to a third: each forgets a learned target
+ * after a few failed dials, and nothing else would name it again.
+ */
+static void
+gossip_peers(void)
+{
+    ps_registry_lock();
+    for (peer *p = cl.peers; p != NULL; p = p->next) {
+        if (p->state != CONN_UP || !p->synced || p->woff < p->w.len)
+            continue;
+        pthread_mutex_lock(&p->mu);
+        queue_peers(p);     /* out of memory: the next round retries */
+        pthread_mutex_unlock(&p->mu);
+    }
+    ps_registry_unlock();
+    wake_io();              /* on_wake flushes every link */
+}
+
 /* Per-tick duties: deadlines, silence, heartbeats, dialling. */
 static void
 tick(uint64_t now)
@@ -1597,7 +1637,15 @@ tick(uint64_t now)
                 COUNT(timeouts, 1);
                 peer_drop(p, PS_LOG_WARNING, "PEER-TIMEOUT",
                           "silent for longer than the timeout");
-            } else if (now - p->last_send >= cl.heartbeat_ns) {
+            } else if (output_stalled(p, now)) {
+                COUNT(timeouts, 1);
+                peer_drop(p, PS_LOG_WARNING, "PEER-STALLED",
+                          "has read nothing of ours for longer than the "
+                          "timeout");
+            } else if (p->woff == p->w.len &&
+                       now - p->last_send >= cl.heartbeat_ns) {
+                /* Not behind unwritten output: a heartbeat there would
+                 * only grow the queue of a peer that is not reading. */
                 queue_small(p, PS_FT_HEARTBEAT, none, 0);
                 peer_flush_or_drop(p);
             }
@@ -1610,6 +1658,10 @@ tick(uint64_t now)
                 peer_drop(p, PS_LOG_WARNING, "PEER-HANDSHAKE-TIMEOUT",
                           "handshake not finished in time");
         }
+    }
+    if (now >= cl.gossip_at) {
+        gossip_peers();
+        cl.gossip_at = now + cl.timeout_ns;
     }
     dial_tick(now);
     if (cl.accept_paused) {
@@ -1847,7 +1899,12 @@ open_listener(const ps_cluster_config *cfg)
     if (fd < 0)
         return PS_ESYS;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0)
+    /* The deepest accept queue the system allows: a burst of
+     * connections (a flood, or a whole cluster restarting) that
+     * overflows it has its handshakes retried by the kernel seconds
+     * later, honest dials among them. */
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 ||
+        listen(fd, SOMAXCONN) != 0)
         goto fail;
     sl = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||

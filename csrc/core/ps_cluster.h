@@ -54,8 +54,9 @@ typedef struct ps_cluster_config {
     const ps_cluster_addr *seeds;
     size_t nseeds;              /* seeds are resolved at start */
     uint64_t heartbeat_ns;      /* idle interval between heartbeats */
-    uint64_t timeout_ns;        /* silence that drops a peer; handshakes
-                                   must finish within it too */
+    uint64_t timeout_ns;        /* silence, or a stall in reading what
+                                   we send, that drops a peer;
+                                   handshakes must finish within it */
     uint32_t max_frame;         /* body limit; must match the peers' */
     size_t max_queue;           /* bytes queued to one peer, at most */
     ps_cluster_log_fn log;      /* may be NULL */
@@ -134,7 +135,7 @@ int ps_cluster_send(ps_node *node, uint64_t target_id, uint64_t sender_id,
     X(links_dropped, "established links lost, for any reason")           \
     X(bad_handshakes, "connections closed before authenticating")        \
     X(bad_frames, "connections closed for a malformed frame")            \
-    X(timeouts, "links dropped for silence")                             \
+    X(timeouts, "links dropped for silence or for not reading")          \
     X(queue_overflows, "links dropped because their queue was full")     \
     X(stale_drops, "direct messages for a past incarnation, dropped")    \
     X(dead_drops, "direct messages for a dead local pid, dropped")       \

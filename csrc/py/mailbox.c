@@ -162,6 +162,11 @@ take(MailboxObject *self)
         Py_DECREF(exc);
         return NULL;
     }
+    /* Closed as a slow consumer by the I/O thread, which may not touch
+     * the owner's ring: close it here, dropping what waits, so that a
+     * remote overflow ends the same way as a local one. */
+    if (atomic_load(&self->mb.state) == PS_MB_SLOW)
+        psg_mailbox_close(self);
     item = ps_mailbox_pop(&self->mb);
 
     if (item != NULL)

@@ -46,6 +46,7 @@ HARNESSES = {
     "handshake": ["fuzz/handshake_fuzz.c", "csrc/core/ps_wire.c",
                   "csrc/core/ps_registry.c", "csrc/core/ps_mailbox.c",
                   "csrc/core/ps_msg.c", "csrc/core/ps_common.c",
+                  "csrc/core/ps_codec.c",
                   "-lcrypto", "-lpthread"],
 }
 

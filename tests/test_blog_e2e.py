@@ -196,6 +196,10 @@ INVALID = [
     ("PUT", "/posts/{id}", {"tags": ["x"]},
      {"post": "nothing to update: give title and/or body"}),
     ("POST", "/posts/{id}/comments", {"author": "ann"}, {"body": "is required"}),
+    ("POST", "/posts", {"title": "\ud800", "body": "b"},
+     {"title": "must be valid Unicode text (no lone surrogates)"}),
+    ("POST", "/posts/{id}/comments", {"body": "x\udfff"},
+     {"body": "must be valid Unicode text (no lone surrogates)"}),
     ("POST", "/posts/{id}/comments", {"body": "hi", "author": 7},
      {"author": "must be a string"}),
 ]
@@ -209,7 +213,10 @@ def test_invalid_input_names_each_field_at_fault(blog, method, path, body, error
     assert blog.ok("GET", f"/posts/{post['id']}") == post
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"\xff\xfe", b"[1, 2]", b"3"])
+@pytest.mark.parametrize("raw", [
+    b"{not json", b"", b"\xff\xfe", b"[1, 2]", b"3",
+    b"[" * 100_000 + b"]" * 100_000,
+])
 def test_malformed_or_non_object_body_is_a_400(blog, raw):
     status, answer = blog.request("POST", "/posts", raw=raw)
     assert status == 400

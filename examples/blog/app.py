@@ -117,6 +117,8 @@ async def _json_object(request):
         data = json.loads(b"".join(chunks))
     except ValueError as exc:
         raise HTTPException(400, f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise HTTPException(400, "malformed JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise HTTPException(400, "the request body must be a JSON object")
     return data

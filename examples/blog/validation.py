@@ -16,6 +16,7 @@ AUTHOR_MAX = 80
 REQUIRED = "is required"
 NOT_STRING = "must be a string"
 BLANK = "can't be blank"
+NOT_TEXT = "must be valid Unicode text (no lone surrogates)"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,12 @@ def _check_string(field, value):
         return NOT_STRING
     if not value.strip():
         return BLANK
+    try:
+        # JSON's \ud800 escapes decode to lone surrogates, which SQLite
+        # (and any UTF-8 reader) cannot store.
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return NOT_TEXT
     if len(value) > field.max_length:
         return f"must be at most {field.max_length} characters"
     return None

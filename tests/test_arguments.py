@@ -1,6 +1,7 @@
 """Bad arguments raise TypeError or ValueError naming the argument, and a
 refused broadcast delivers nothing."""
 import asyncio
+import threading
 
 import pytest
 
@@ -236,3 +237,15 @@ def test_arecv_refuses_what_recv_refuses(bad, mailbox):
     with pytest.raises(error, match="timeout"):
         asyncio.run(mb.arecv(timeout=bad))
     assert mb.recv_nowait().payload == "kept"
+
+
+def test_an_int_timeout_past_any_float_waits_like_forever():
+    mb = pubsub.Mailbox()
+    timer = threading.Timer(0.1, pubsub.send, (mb.pid, "t", "late"))
+    timer.start()
+    try:
+        assert mb.recv(timeout=10 ** 400).payload == "late"
+    finally:
+        timer.cancel()
+    with pytest.raises(ValueError, match="timeout"):
+        mb.recv(timeout=-(10 ** 400))

@@ -9,6 +9,8 @@
  */
 #include "glue.h"
 
+#include <math.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -376,8 +378,16 @@ Mailbox_recv(MailboxObject *self, PyObject *args, PyObject *kw)
                 PyErr_Clear();
                 PyErr_Format(PyExc_TypeError, "timeout must be a number "
                              "or None, not %.100s", Py_TYPE(tobj)->tp_name);
+                return NULL;
             }
-            return NULL;
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return NULL;
+            /* An int past any float: as good as forever if positive. */
+            PyErr_Clear();
+            timeout = PyObject_RichCompareBool(tobj, Py_False, Py_GT) == 1
+                      ? HUGE_VAL : -1;
+            if (PyErr_Occurred())
+                return NULL;
         }
         if (timeout < 0 || timeout != timeout) {
             PyErr_Format(PyExc_ValueError,

@@ -2,6 +2,7 @@
 from typing import Any, Callable, Final, overload
 
 MAX_CHANNEL: Final[int]
+MAX_JOINS: Final[int]
 JOIN: Final[str]
 LEAVE: Final[str]
 NODEUP: Final[str]

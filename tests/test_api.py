@@ -67,3 +67,4 @@ def test_mailbox_is_the_package_subclass():
 
 def test_max_channel_is_exported():
     assert pubsub.MAX_CHANNEL == pubsub._core.MAX_CHANNEL
+    assert pubsub.MAX_JOINS == 1024

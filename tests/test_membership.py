@@ -1,4 +1,6 @@
 """Joining and leaving channels, with pg's counting rules."""
+import pytest
+
 import pubsub
 
 
@@ -182,3 +184,18 @@ def test_which_channels_lists_each_channel_once(new_channel, mailbox):
 def test_get_members_of_an_unknown_channel_is_empty(channel):
     assert pubsub.get_members(channel) == []
     assert pubsub.get_local_members(channel) == []
+
+
+def test_a_mailbox_joins_one_channel_at_most_1024_times(channel):
+    with pubsub.Mailbox() as mb:
+        for _ in range(1024):
+            mb.join(channel)
+        with pytest.raises(ValueError, match="1024 times"):
+            mb.join(channel)
+        with pytest.raises(ValueError, match="1024 times"):
+            pubsub.join(channel, mb)
+        assert len(pubsub.get_members(channel)) == 1024
+        assert mb.leave(channel)
+        mb.join(channel)              # room for one again
+        assert len(pubsub.get_members(channel)) == 1024
+        mb.join(channel + "-other")   # other channels are not counted

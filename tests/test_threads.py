@@ -119,14 +119,18 @@ def test_concurrent_broadcasts_arrive_once_each_in_sender_order(
 def test_concurrent_joins_and_leaves_keep_counts_exact(channel):
     boxes = [pubsub.Mailbox() for _ in range(8)]
     start = threading.Barrier(len(boxes))
-    rounds = 10_000
+    rounds = pubsub.MAX_JOINS
 
     def join_leave(mb):
         start.wait()
-        for _ in range(rounds):
-            pubsub.join(channel, mb)
-            pubsub.join(channel, mb)
-            assert pubsub.leave(channel, mb) is True
+        for cycle in range(10):
+            if cycle:
+                for _ in range(rounds):
+                    assert pubsub.leave(channel, mb) is True
+            for _ in range(rounds):
+                pubsub.join(channel, mb)
+                assert pubsub.leave(channel, mb) is True
+                pubsub.join(channel, mb)
         # Each thread ends with `rounds` joins left.
 
     threads = [threading.Thread(target=join_leave, args=(mb,))

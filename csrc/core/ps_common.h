@@ -34,7 +34,9 @@
     X(PS_EINVAL,     -17, "invalid argument")                               \
     X(PS_ESTALE,     -18, "pid belongs to a past incarnation of its node")  \
     X(PS_ENOPEER,    -19, "no connection to that node")                     \
-    X(PS_EBUSY,      -20, "already running")
+    X(PS_EBUSY,      -20, "already running")                                \
+    X(PS_EJOINS,     -21, "mailbox already joined that channel "            \
+                          "1024 times, the limit (PS_MAX_JOINS)")
 
 enum ps_error {
 #define PS_X_ENUM(name, value, msg) name = value,
@@ -53,6 +55,14 @@ const char *ps_errname(int code);
  * the two-byte length field of the wire format.
  */
 #define PS_MAX_CHANNEL 1024
+
+/*
+ * How many times one mailbox may join one channel.  Other nodes keep a
+ * pid's join count, and each join is one entry of get_members(): the cap
+ * keeps a peer's 26-byte SYNC entry from standing for billions of them,
+ * and lets every node keep the count exactly.
+ */
+#define PS_MAX_JOINS 1024       /* also written out in PS_EJOINS's text */
 
 /*
  * Seeded 64-bit hash (SipHash-1-3) of a byte string.  The key is drawn

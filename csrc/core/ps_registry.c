@@ -539,6 +539,23 @@ local_changed(ps_channel *c, ps_mailbox *mb, int delta, ps_fanout *f)
            ps_node_local(), mb->id, f);
 }
 
+/* Lock held: how many times mb is a member of c, counted up to
+ * PS_MAX_JOINS in the shorter of the two lists. */
+static uint32_t
+joins_of(ps_channel *c, ps_mailbox *mb)
+{
+    uint32_t n = 0;
+
+    if (c->n < mb->nmships) {
+        for (uint32_t i = 0; i < c->n && n < PS_MAX_JOINS; i++)
+            n += c->members[i].mb == mb;
+    } else {
+        for (uint32_t k = 0; k < mb->nmships && n < PS_MAX_JOINS; k++)
+            n += mb->mships[k].ch == c;
+    }
+    return n;
+}
+
 int
 ps_registry_join(ps_registry *reg, const char *ch, size_t len,
                  ps_mailbox *mb, ps_fanout *f)
@@ -556,6 +573,10 @@ ps_registry_join(ps_registry *reg, const char *ch, size_t len,
     c = local_get(reg, ch, len);
     if (c == NULL)
         goto out;
+    if (joins_of(c, mb) >= PS_MAX_JOINS) {
+        rc = PS_EJOINS;
+        goto out;
+    }
     if (grow((void **)&c->members, c->n, &c->cap, sizeof *c->members)) {
         local_maybe_free(c);
         goto out;
@@ -901,19 +922,19 @@ remote_maybe_free(ps_registry *reg, ps_channel *c)
 }
 
 /*
- * A remote pid's join count is capped at 65,536: SYNC entries carry counts
- * up to 2^31 each, and neither a wrapped counter nor get_members() listing
- * a pid a billion times is acceptable.  README's limitations say so.
+ * A remote pid's join count saturates at PS_MAX_JOINS, the most a local
+ * mailbox can have: SYNC entries carry counts up to 2^31 each, and
+ * neither a wrapped counter nor get_members() listing a pid a billion
+ * times is acceptable.
  */
-#define REMOTE_COUNT_MAX    (UINT32_C(1) << 16)
+#define REMOTE_COUNT_MAX    ((uint32_t)PS_MAX_JOINS)
 
 /*
- * At most this many join or leave events are sent for one change.  A
- * SYNC may announce a pid joined a million times; its watchers get the
- * first EVENTS_MAX joins and the membership itself stays exact.  Without
- * the cap one frame could keep the I/O thread busy for seconds.
+ * At most this many join or leave events are sent for one change, which
+ * is as many as a pid can have joins: a SYNC claiming 2^31 joins could
+ * otherwise keep the I/O thread busy for seconds.
  */
-#define EVENTS_MAX          1024
+#define EVENTS_MAX          PS_MAX_JOINS
 
 /* Tell watchers about |delta| joins or leaves of (node, id). */
 static void

@@ -32,6 +32,7 @@ psg_raise(ps_state *st, int code, const char *what)
     case PS_ENOMEM:
         return PyErr_NoMemory();
     case PS_EDEPTH: case PS_ETOOBIG: case PS_EINVAL: case PS_ENAMETOOLONG:
+    case PS_EJOINS:
         exc = PyExc_ValueError;
         break;
     case PS_EUNSUPP:
@@ -177,7 +178,8 @@ core_exec(PyObject *m)
                                               "default");
     if (st->default_scope == NULL ||
         PyModule_AddObjectRef(m, "default_scope", st->default_scope) < 0 ||
-        PyModule_AddIntConstant(m, "MAX_CHANNEL", PS_MAX_CHANNEL) < 0)
+        PyModule_AddIntConstant(m, "MAX_CHANNEL", PS_MAX_CHANNEL) < 0 ||
+        PyModule_AddIntConstant(m, "MAX_JOINS", PS_MAX_JOINS) < 0)
         return -1;
 
     if (PyModule_AddFunctions(m, core_functions) < 0 ||

@@ -14,11 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct ctab {
-    ps_channel **buckets;
+/* A chained hash table of ps_hlink: channels by name, scopes by name. */
+typedef struct htab {
+    ps_hlink **buckets;
     uint32_t mask;              /* buckets - 1; buckets NULL when empty */
     uint32_t count;
-} ctab;
+} htab;
 
 typedef struct mbvec {
     ps_mailbox **v;
@@ -26,9 +27,10 @@ typedef struct mbvec {
 } mbvec;
 
 struct ps_registry {
-    ps_registry *next;
-    ctab local;
-    ctab remote;
+    ps_hlink link;              /* first: in the scope table */
+    ps_registry *next;          /* every scope, in creation order */
+    htab local;
+    htab remote;
     mbvec swatch;               /* watchers of the whole scope */
     uint32_t name_len;
     char name[];
@@ -38,6 +40,7 @@ uint64_t ps_registry_generation;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static ps_registry *scopes, **scopes_tail = &scopes;
+static htab scope_tab;
 static ps_registry_hooks hooks;
 static mbvec node_watchers;
 
@@ -134,39 +137,30 @@ mbvec_del(mbvec *w, ps_mailbox *mb)
     return PS_ENOTJOINED;
 }
 
-/* ---- channel tables ---- */
+/* ---- hash tables ---- */
 
-static ps_channel *
-ctab_find(const ctab *t, uint64_t h, const char *name, size_t len)
+static inline ps_channel *
+chan(ps_hlink *l)
 {
-    ps_channel *c;
-
-    if (t->buckets == NULL)
-        return NULL;
-    for (c = t->buckets[h & t->mask]; c != NULL; c = c->next) {
-        if (c->hash == h && c->name_len == len &&
-            memcmp(c->name, name, len) == 0)
-            return c;
-    }
-    return NULL;
+    return (ps_channel *)l;
 }
 
 /* Rehash into nsize buckets; on failure keep the old table. */
 static void
-ctab_resize(ctab *t, uint32_t nsize)
+htab_resize(htab *t, uint32_t nsize)
 {
-    ps_channel **nb = calloc(nsize, sizeof *nb);
+    ps_hlink **nb = calloc(nsize, sizeof *nb);
     uint32_t old = t->buckets ? t->mask + 1 : 0;
 
     if (nb == NULL)
         return;
     for (uint32_t i = 0; i < old; i++) {
-        ps_channel *c = t->buckets[i], *next;
+        ps_hlink *l = t->buckets[i], *next;
 
-        for (; c != NULL; c = next) {
-            next = c->next;
-            c->next = nb[c->hash & (nsize - 1)];
-            nb[c->hash & (nsize - 1)] = c;
+        for (; l != NULL; l = next) {
+            next = l->next;
+            l->next = nb[l->hash & (nsize - 1)];
+            nb[l->hash & (nsize - 1)] = l;
         }
     }
     free(t->buckets);
@@ -175,28 +169,28 @@ ctab_resize(ctab *t, uint32_t nsize)
 }
 
 static int
-ctab_insert(ctab *t, ps_channel *c)
+htab_insert(htab *t, ps_hlink *l)
 {
     if (t->buckets == NULL)
-        ctab_resize(t, 8);
+        htab_resize(t, 8);
     if (t->buckets == NULL)
         return PS_ENOMEM;
     if (t->count > t->mask)
-        ctab_resize(t, (t->mask + 1) * 2);
-    c->next = t->buckets[c->hash & t->mask];
-    t->buckets[c->hash & t->mask] = c;
+        htab_resize(t, (t->mask + 1) * 2);
+    l->next = t->buckets[l->hash & t->mask];
+    t->buckets[l->hash & t->mask] = l;
     t->count++;
     return 0;
 }
 
 static void
-ctab_remove(ctab *t, ps_channel *c)
+htab_remove(htab *t, ps_hlink *l)
 {
-    ps_channel **pp = &t->buckets[c->hash & t->mask];
+    ps_hlink **pp = &t->buckets[l->hash & t->mask];
 
-    while (*pp != c)
+    while (*pp != l)
         pp = &(*pp)->next;
-    *pp = c->next;
+    *pp = l->next;
     t->count--;
 
     /* Shrink so that a burst of dynamic names leaves nothing behind. */
@@ -205,8 +199,26 @@ ctab_remove(ctab *t, ps_channel *c)
         t->buckets = NULL;
         t->mask = 0;
     } else if (t->mask >= 64 && t->count < (t->mask + 1) / 8) {
-        ctab_resize(t, (t->mask + 1) / 4);
+        htab_resize(t, (t->mask + 1) / 4);
     }
+}
+
+/* ---- channel tables ---- */
+
+static ps_channel *
+ctab_find(const htab *t, uint64_t h, const char *name, size_t len)
+{
+    ps_channel *c;
+
+    if (t->buckets == NULL)
+        return NULL;
+    for (c = chan(t->buckets[h & t->mask]); c != NULL;
+         c = chan(c->link.next)) {
+        if (c->link.hash == h && c->name_len == len &&
+            memcmp(c->name, name, len) == 0)
+            return c;
+    }
+    return NULL;
 }
 
 static ps_channel *
@@ -217,7 +229,7 @@ channel_new(ps_registry *reg, uint64_t h, const char *name, size_t len)
     if (c == NULL)
         return NULL;
     c->reg = reg;
-    c->hash = h;
+    c->link.hash = h;
     c->name_len = (uint32_t)len;
     memcpy(c->name, name, len);
     return c;
@@ -239,7 +251,7 @@ local_maybe_free(ps_channel *c)
 {
     if (c->n == 0 && c->nwatch == 0) {
         ps_registry_generation++;
-        ctab_remove(&c->reg->local, c);
+        htab_remove(&c->reg->local, &c->link);
         channel_free(c);
     }
 }
@@ -255,7 +267,7 @@ local_get(ps_registry *reg, const char *name, size_t len)
         return c;
     c = channel_new(reg, h, name, len);
     ps_registry_generation++;
-    if (c != NULL && ctab_insert(&reg->local, c) != 0) {
+    if (c != NULL && htab_insert(&reg->local, &c->link) != 0) {
         channel_free(c);
         c = NULL;
     }
@@ -264,29 +276,48 @@ local_get(ps_registry *reg, const char *name, size_t len)
 
 /* ---- scopes ---- */
 
+static ps_registry *
+scope_find(const char *name, size_t len, int create)
+{
+    uint64_t h;
+    ps_hlink *l = NULL;
+    ps_registry *reg;
+
+    if (len > PS_MAX_CHANNEL)
+        return NULL;
+    h = ps_hash(name, len);
+    if (scope_tab.buckets != NULL)
+        l = scope_tab.buckets[h & scope_tab.mask];
+    for (; l != NULL; l = l->next) {
+        reg = (ps_registry *)l;
+        if (l->hash == h && reg->name_len == len &&
+            memcmp(reg->name, name, len) == 0)
+            return reg;
+    }
+    if (!create)
+        return NULL;
+    reg = calloc(1, sizeof *reg + len + 1);
+    if (reg == NULL)
+        return NULL;
+    reg->link.hash = h;
+    reg->name_len = (uint32_t)len;
+    memcpy(reg->name, name, len);
+    if (htab_insert(&scope_tab, &reg->link) != 0) {
+        free(reg);
+        return NULL;
+    }
+    *scopes_tail = reg;
+    scopes_tail = &reg->next;
+    return reg;
+}
+
 ps_registry *
 ps_registry_scope(const char *name, size_t len, int create)
 {
     ps_registry *reg;
 
-    if (len > PS_MAX_CHANNEL)
-        return NULL;
-
     ps_registry_lock();
-    for (reg = scopes; reg != NULL; reg = reg->next) {
-        if (reg->name_len == len && memcmp(reg->name, name, len) == 0)
-            goto out;
-    }
-    if (!create)
-        goto out;
-    reg = calloc(1, sizeof *reg + len + 1);
-    if (reg != NULL) {
-        reg->name_len = (uint32_t)len;
-        memcpy(reg->name, name, len);
-        *scopes_tail = reg;
-        scopes_tail = &reg->next;
-    }
-out:
+    reg = scope_find(name, len, create);
     ps_registry_unlock();
     return reg;
 }
@@ -752,7 +783,8 @@ unwatch_all(ps_mailbox *mb)
          * table under the walk. */
         for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask;
              b++) {
-            for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+            for (ps_channel *c = chan(reg->local.buckets[b]); c;
+                 c = chan(c->link.next)) {
                 for (uint32_t i = 0; i < c->nwatch; i++) {
                     if (c->watchers[i] == mb &&
                         grow((void **)&found, nfound, &capfound,
@@ -895,7 +927,7 @@ static void
 remote_maybe_free(ps_registry *reg, ps_channel *c)
 {
     if (c->rn == 0) {
-        ctab_remove(&reg->remote, c);
+        htab_remove(&reg->remote, &c->link);
         channel_free(c);
     }
 }
@@ -953,7 +985,7 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
         c = channel_new(reg, h, ch, len);
         if (c == NULL)
             return PS_ENOMEM;
-        if (ctab_insert(&reg->remote, c) != 0) {
+        if (htab_insert(&reg->remote, &c->link) != 0) {
             channel_free(c);
             return PS_ENOMEM;
         }
@@ -1025,7 +1057,6 @@ ps_registry_remote_drop_node(ps_node *node)
     for (ps_registry *reg = scopes; reg != NULL; reg = reg->next) {
         ps_channel **all;
         uint32_t n = 0;
-
         if (reg->remote.count == 0)
             continue;
         /* Snapshot the channels: freeing them resizes the table. */
@@ -1033,7 +1064,8 @@ ps_registry_remote_drop_node(ps_node *node)
         if (all == NULL)
             continue;
         for (uint32_t b = 0; b <= reg->remote.mask; b++) {
-            for (ps_channel *c = reg->remote.buckets[b]; c; c = c->next)
+            for (ps_channel *c = chan(reg->remote.buckets[b]); c;
+                 c = chan(c->link.next))
                 all[n++] = c;
         }
         for (uint32_t i = 0; i < n; i++) {
@@ -1078,15 +1110,17 @@ ps_registry_foreach_name(ps_registry *reg,
     int rc;
 
     for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask; b++) {
-        for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+        for (ps_channel *c = chan(reg->local.buckets[b]); c;
+             c = chan(c->link.next)) {
             if (c->n > 0 && (rc = fn(arg, c->name, c->name_len)) != 0)
                 return rc;
         }
     }
     for (uint32_t b = 0; reg->remote.buckets && b <= reg->remote.mask;
          b++) {
-        for (ps_channel *c = reg->remote.buckets[b]; c; c = c->next) {
-            ps_channel *lc = ctab_find(&reg->local, c->hash, c->name,
+        for (ps_channel *c = chan(reg->remote.buckets[b]); c;
+             c = chan(c->link.next)) {
+            ps_channel *lc = ctab_find(&reg->local, c->link.hash, c->name,
                                        c->name_len);
 
             if (lc != NULL && lc->n > 0)
@@ -1109,7 +1143,8 @@ ps_registry_foreach_local(int (*fn)(void *arg, ps_registry *reg,
     for (ps_registry *reg = scopes; reg != NULL; reg = reg->next) {
         for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask;
              b++) {
-            for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+            for (ps_channel *c = chan(reg->local.buckets[b]); c;
+                 c = chan(c->link.next)) {
                 for (uint32_t i = 0; i < c->n; i++) {
                     rc = fn(arg, reg, c->name, c->name_len,
                             c->members[i].mb->id, 1);

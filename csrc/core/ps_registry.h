@@ -47,10 +47,15 @@ typedef struct ps_rnode {
     uint64_t count;             /* sum of its pids' join counts */
 } ps_rnode;
 
-typedef struct ps_channel {
-    struct ps_channel *next;    /* hash chain */
-    ps_registry *reg;
+/* A link in one of the registry's hash tables (channels, scopes). */
+typedef struct ps_hlink {
+    struct ps_hlink *next;      /* hash chain */
     uint64_t hash;
+} ps_hlink;
+
+typedef struct ps_channel {
+    ps_hlink link;              /* first: the tables cast it back */
+    ps_registry *reg;
     ps_member *members;         /* local table: one entry per join */
     uint32_t n, cap;
     ps_mailbox **watchers;      /* local table: monitors of the channel */
@@ -102,8 +107,8 @@ void ps_registry_unlock(void);
 void ps_registry_set_hooks(const ps_registry_hooks *hooks);
 
 /*
- * The scope named name, made on first use when create is set.  Scopes are
- * never freed.  NULL when not found (create == 0), out of memory, or the
+ * The scope named name (a hash lookup), made on first use when create is
+ * set.  Scopes are never freed.  NULL when not found (create == 0), out of memory, or the
  * name is longer than PS_MAX_CHANNEL.  Takes the lock.
  */
 ps_registry *ps_registry_scope(const char *name, size_t len, int create);

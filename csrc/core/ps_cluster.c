@@ -1062,10 +1062,11 @@ dial_tick(uint64_t now)
 
 /* ---- frames from an established peer ---- */
 
+/* Registry lock held: the scope, valid until the lock is released. */
 static ps_registry *
 scope_of(ps_span name, int create)
 {
-    return ps_registry_scope((const char *)name.p, name.len, create);
+    return ps_registry_scope_find((const char *)name.p, name.len, create);
 }
 
 /* SYNC or DELTA: apply every entry to the peer's remote memberships. */
@@ -1088,12 +1089,15 @@ on_entries(peer *p, const uint8_t *body, size_t len, int delta)
             e.scope.len > PS_MAX_CHANNEL ||
             (delta ? (e.count != 1 && e.count != -1) : e.count <= 0))
             return PS_EPROTO;
-        reg = scope_of(e.scope, 1);
-        if (reg == NULL)
-            return PS_ENOMEM;
         ps_registry_lock();
-        ps_registry_remote_change(reg, (const char *)e.channel.p,
-                                  e.channel.len, p->node, e.id, e.count);
+        reg = scope_of(e.scope, e.count > 0);
+        if (reg == NULL && e.count > 0) {
+            ps_registry_unlock();
+            return PS_ENOMEM;
+        }
+        if (reg != NULL)
+            ps_registry_remote_change(reg, (const char *)e.channel.p,
+                                      e.channel.len, p->node, e.id, e.count);
         ps_registry_unlock();
     }
     return r.left == 0 ? 0 : PS_EPROTO;
@@ -1110,12 +1114,14 @@ on_bcast(peer *p, const uint8_t *body, size_t len)
 
     if (ps_wire_bcast_get(body, len, &b) != 0)
         return PS_EPROTO;
-    reg = scope_of(b.scope, 0);
-    if (reg == NULL)
-        return 0;           /* no scope by that name: nobody here */
     flags = (b.flags & PS_WIRE_TOPIC_BYTES) ? PS_RMSG_TOPIC_BYTES : 0;
 
     ps_registry_lock();
+    reg = scope_of(b.scope, 0);
+    if (reg == NULL) {
+        ps_registry_unlock();
+        return 0;           /* no scope by that name: nobody here */
+    }
     c = ps_registry_find(reg, (const char *)b.channel.p, b.channel.len);
     if (c != NULL && c->n > 0)
         m = ps_rmsg_new(flags, b.sender_id ? p->node : NULL, b.sender_id,

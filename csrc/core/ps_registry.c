@@ -28,7 +28,9 @@ typedef struct mbvec {
 
 struct ps_registry {
     ps_hlink link;              /* first: in the scope table */
-    ps_registry *next;          /* every scope, in creation order */
+    ps_registry *next, *prev;   /* every scope, in creation order */
+    uint32_t refs;              /* holders (Scope objects) */
+    int permanent;              /* the default scope */
     htab local;
     htab remote;
     mbvec swatch;               /* watchers of the whole scope */
@@ -39,7 +41,7 @@ struct ps_registry {
 uint64_t ps_registry_generation;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static ps_registry *scopes, **scopes_tail = &scopes;
+static ps_registry *scopes, *scopes_last;
 static htab scope_tab;
 static ps_registry_hooks hooks;
 static mbvec node_watchers;
@@ -276,8 +278,28 @@ local_get(ps_registry *reg, const char *name, size_t len)
 
 /* ---- scopes ---- */
 
-static ps_registry *
-scope_find(const char *name, size_t len, int create)
+/* Lock held: free reg when nothing uses it any more. */
+static void
+scope_maybe_free(ps_registry *reg)
+{
+    if (reg->permanent || reg->refs > 0 || reg->local.count > 0 ||
+        reg->remote.count > 0 || reg->swatch.n > 0)
+        return;
+    htab_remove(&scope_tab, &reg->link);
+    if (reg->prev != NULL)
+        reg->prev->next = reg->next;
+    else
+        scopes = reg->next;
+    if (reg->next != NULL)
+        reg->next->prev = reg->prev;
+    else
+        scopes_last = reg->prev;
+    free(reg->swatch.v);
+    free(reg);
+}
+
+ps_registry *
+ps_registry_scope_find(const char *name, size_t len, int create)
 {
     uint64_t h;
     ps_hlink *l = NULL;
@@ -300,26 +322,43 @@ scope_find(const char *name, size_t len, int create)
     if (reg == NULL)
         return NULL;
     reg->link.hash = h;
+    reg->permanent = len == strlen(PS_DEFAULT_SCOPE) &&
+                     memcmp(name, PS_DEFAULT_SCOPE, len) == 0;
     reg->name_len = (uint32_t)len;
     memcpy(reg->name, name, len);
     if (htab_insert(&scope_tab, &reg->link) != 0) {
         free(reg);
         return NULL;
     }
-    *scopes_tail = reg;
-    scopes_tail = &reg->next;
+    reg->prev = scopes_last;
+    if (scopes_last != NULL)
+        scopes_last->next = reg;
+    else
+        scopes = reg;
+    scopes_last = reg;
     return reg;
 }
 
 ps_registry *
-ps_registry_scope(const char *name, size_t len, int create)
+ps_registry_scope_acquire(const char *name, size_t len)
 {
     ps_registry *reg;
 
     ps_registry_lock();
-    reg = scope_find(name, len, create);
+    reg = ps_registry_scope_find(name, len, 1);
+    if (reg != NULL)
+        reg->refs++;
     ps_registry_unlock();
     return reg;
+}
+
+void
+ps_registry_scope_release(ps_registry *reg)
+{
+    ps_registry_lock();
+    reg->refs--;
+    scope_maybe_free(reg);
+    ps_registry_unlock();
 }
 
 const char *
@@ -773,9 +812,13 @@ ps_registry_node_event(ps_node *node, int up)
 static void
 unwatch_all(ps_mailbox *mb)
 {
-    for (ps_registry *reg = scopes; reg && mb->nmonitors; reg = reg->next) {
+    ps_registry *reg, *next;
+
+    for (reg = scopes; reg && mb->nmonitors; reg = next) {
         ps_channel **found = NULL;
         uint32_t nfound = 0, capfound = 0;
+
+        next = reg->next;
 
         while (mbvec_del(&reg->swatch, mb) == 0)
             mb->nmonitors--;
@@ -805,6 +848,7 @@ unwatch_all(ps_mailbox *mb)
                 channel_unwatch(found[i], mb);
         }
         free(found);
+        scope_maybe_free(reg);
     }
     while (mb->nmonitors && mbvec_del(&node_watchers, mb) == 0)
         mb->nmonitors--;
@@ -816,10 +860,12 @@ ps_registry_remove_mailbox(ps_mailbox *mb, ps_fanout *f)
     ps_registry_lock();
     while (mb->nmships > 0) {
         ps_channel *c = mb->mships[mb->nmships - 1].ch;
+        ps_registry *reg = c->reg;
 
         unlink_membership(mb, mb->nmships - 1);
         local_changed(c, mb, -1, f);
         local_maybe_free(c);
+        scope_maybe_free(reg);
     }
     if (mb->nmonitors)
         unwatch_all(mb);
@@ -967,9 +1013,9 @@ remote_notify(ps_registry *reg, const char *ch, size_t len, ps_node *node,
         notify(reg, lc, ch, len, topic, node, id, NULL);
 }
 
-int
-ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
-                          ps_node *node, uint64_t id, int32_t delta)
+static int
+remote_change(ps_registry *reg, const char *ch, size_t len, ps_node *node,
+              uint64_t id, int32_t delta)
 {
     uint64_t h;
     ps_channel *c;
@@ -1025,6 +1071,16 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
     return 0;
 }
 
+int
+ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
+                          ps_node *node, uint64_t id, int32_t delta)
+{
+    int rc = remote_change(reg, ch, len, node, id, delta);
+
+    scope_maybe_free(reg);
+    return rc;
+}
+
 /* Forget node's pids in one remote channel, telling watchers. */
 static void
 drop_node_in(ps_registry *reg, ps_channel *c, ps_node *node)
@@ -1054,9 +1110,13 @@ drop_node_in(ps_registry *reg, ps_channel *c, ps_node *node)
 void
 ps_registry_remote_drop_node(ps_node *node)
 {
-    for (ps_registry *reg = scopes; reg != NULL; reg = reg->next) {
+    ps_registry *reg, *next;
+
+    for (reg = scopes; reg != NULL; reg = next) {
         ps_channel **all;
         uint32_t n = 0;
+
+        next = reg->next;
         if (reg->remote.count == 0)
             continue;
         /* Snapshot the channels: freeing them resizes the table. */
@@ -1073,6 +1133,7 @@ ps_registry_remote_drop_node(ps_node *node)
             remote_maybe_free(reg, all[i]);
         }
         free(all);
+        scope_maybe_free(reg);
     }
 }
 
@@ -1165,6 +1226,17 @@ ps_registry_channel_count(void)
     ps_registry_lock();
     for (ps_registry *reg = scopes; reg != NULL; reg = reg->next)
         n += reg->local.count + reg->remote.count;
+    ps_registry_unlock();
+    return n;
+}
+
+uint64_t
+ps_registry_scope_count(void)
+{
+    uint64_t n;
+
+    ps_registry_lock();
+    n = scope_tab.count;
     ps_registry_unlock();
     return n;
 }

@@ -458,6 +458,9 @@ class _Server:
     def do_stats(self, a: dict) -> dict:
         return {"stats": self.cluster.cluster_stats()}
 
+    def do_registry_stats(self, a: dict) -> dict:
+        return {"stats": self.pubsub._core._registry_stats()}
+
     def do_wait_log(self, a: dict) -> dict:
         """Wait for a log record with the given id."""
         deadline = time.monotonic() + a.get("timeout", 5.0)

@@ -1,9 +1,13 @@
 """Scopes: independent membership namespaces."""
+import gc
 import itertools
+import struct
 
 import pytest
 
 import pubsub
+from pubsub import _core
+from test_cluster import nodes  # noqa: F401
 
 _names = itertools.count()
 
@@ -128,3 +132,122 @@ def test_scope_local_broadcast_and_local_members(scope, channel, mailbox):
 def test_scope_attributes_are_read_only(scope):
     with pytest.raises(AttributeError):
         scope.name = "other"
+
+
+# ---- lifetime: a scope lives while something uses it ----
+
+def _scopes() -> int:
+    gc.collect()
+    return _core._registry_stats()["scopes"]
+
+
+def test_registry_stats_count_scopes():
+    base = _scopes()
+    held = [pubsub.Scope(f"test-scope-{next(_names)}") for _ in range(3)]
+    assert _scopes() == base + 3
+    del held
+    assert _scopes() == base
+
+
+def test_many_scopes_made_and_dropped_leave_nothing_behind(mailbox):
+    before = _core._registry_stats()
+    base = _scopes()
+    mb, watch = mailbox(), mailbox()
+    for i in range(20_000):
+        sc = pubsub.Scope(f"user_{i}_{next(_names)}")
+        sc.join("inbox", mb)
+        sc.monitor(watch, "inbox")
+        sc.broadcast("inbox", "t", i)
+        assert sc.leave("inbox", mb) is True
+        sc.demonitor(watch, "inbox")
+    del sc
+    mb.recv_many(100_000)
+    watch.recv_many(100_000)
+    assert _scopes() == base
+    assert _core._registry_stats() == before
+
+
+def test_scope_made_twice_shares_membership_after_the_first_goes(
+        channel, mailbox):
+    name = f"test-scope-{next(_names)}"
+    base = _scopes()
+    mb = mailbox()
+    pubsub.Scope(name).join(channel, mb)     # the Scope object is dropped
+    assert _scopes() == base + 1             # the membership keeps it
+    again = pubsub.Scope(name)
+    assert again.get_members(channel) == [mb.pid]
+    assert again.which_channels() == [channel]
+    del again
+    mb.close()                               # the last use goes
+    assert _scopes() == base
+    assert pubsub.Scope(name).get_members(channel) == []
+
+
+def test_a_scope_watcher_keeps_its_scope_until_it_closes(channel, mailbox):
+    name = f"test-scope-{next(_names)}"
+    base = _scopes()
+    watch, mb = mailbox(), mailbox()
+    pubsub.Scope(name).monitor(watch)
+    assert _scopes() == base + 1
+    pubsub.Scope(name).join(channel, mb)
+    assert watch.recv_nowait().topic == pubsub.JOIN
+    mb.close()
+    assert watch.recv_nowait().topic == pubsub.LEAVE
+    assert _scopes() == base + 1
+    watch.close()
+    assert _scopes() == base
+
+
+def test_the_default_scope_is_never_freed():
+    base = _scopes()
+    default = pubsub.Scope(pubsub.default_scope.name)
+    assert default == pubsub.default_scope
+    del default
+    assert _scopes() == base
+    assert pubsub.Scope("default") == pubsub.default_scope
+
+
+# ---- scopes named by a remote peer ----
+
+def test_a_sync_naming_50000_scopes_is_served_and_freed(nodes):
+    """A peer's SYNC creates the scopes it names (their members are seen
+    by a Scope made later); the node keeps serving its honest peer, and
+    when the peer goes, the scope count is back where it was."""
+    from test_cluster import _mesh
+    from test_cluster_hostile import SYNC, authenticate, entry, frame
+
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    a.call("mailbox", mb="m")
+    a.call("join", mb="m", channel="honest")
+    b.call("wait_members", channel="honest", n=1)
+    base = a.call("registry_stats")["stats"]["scopes"]
+    n = 50_000
+    s = authenticate(a)
+    try:
+        a.call("wait_nodes", nodes=["b", "fake"])
+        s.sendall(frame(SYNC, struct.pack(">I", n) + b"".join(
+            entry(b"remote-%d" % i, b"c", 7, 1) for i in range(n))))
+        # Entries are applied in order: the last one in means all are.
+        members = a.call("wait_members", scope=f"remote-{n - 1}",
+                         channel="c", n=1, timeout=15)["members"]
+        assert members[0].startswith("<Pid fake#")
+        a.call("wait_members", scope="remote-123", channel="c", n=1)
+        assert a.call("registry_stats")["stats"]["scopes"] == base + n
+        # The honest peer is served: its broadcast lands, its join shows.
+        b.call("broadcast", channel="honest", payload="'still here'")
+        msgs = a.call("recv", mb="m", n=1, timeout=10)["messages"]
+        assert msgs and msgs[0][3] == "'still here'"
+        b.call("mailbox", mb="late")
+        b.call("join", mb="late", channel="after", scope="remote-5")
+        a.call("wait_members", channel="after", scope="remote-5", n=1,
+               timeout=10)
+    finally:
+        s.close()
+    a.call("wait_nodes", nodes=["b"], timeout=10)
+    # Scope remote-5 still has b's member; the rest are gone.
+    assert a.call("registry_stats")["stats"]["scopes"] == base + 1
+    b.call("close", mb="late")
+    a.call("wait_members", channel="after", scope="remote-5", n=0)
+    assert a.call("registry_stats")["stats"]["scopes"] == base

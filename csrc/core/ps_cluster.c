@@ -1068,10 +1068,11 @@ dial_tick(uint64_t now)
 
 /* ---- frames from an established peer ---- */
 
+/* Registry lock held: the scope, valid until the lock is released. */
 static ps_registry *
 scope_of(ps_span name, int create)
 {
-    return ps_registry_scope((const char *)name.p, name.len, create);
+    return ps_registry_scope_find((const char *)name.p, name.len, create);
 }
 
 /* Names and str topics arrive as Python's surrogatepass UTF-8 of a str;
@@ -1103,12 +1104,15 @@ on_entries(peer *p, const uint8_t *body, size_t len, int delta)
             !text_ok(e.channel) || !text_ok(e.scope) ||
             (delta ? (e.count != 1 && e.count != -1) : e.count <= 0))
             return PS_EPROTO;
-        reg = scope_of(e.scope, 1);
-        if (reg == NULL)
-            return PS_ENOMEM;
         ps_registry_lock();
-        ps_registry_remote_change(reg, (const char *)e.channel.p,
-                                  e.channel.len, p->node, e.id, e.count);
+        reg = scope_of(e.scope, e.count > 0);
+        if (reg == NULL && e.count > 0) {
+            ps_registry_unlock();
+            return PS_ENOMEM;
+        }
+        if (reg != NULL)
+            ps_registry_remote_change(reg, (const char *)e.channel.p,
+                                      e.channel.len, p->node, e.id, e.count);
         ps_registry_unlock();
     }
     return r.left == 0 ? 0 : PS_EPROTO;
@@ -1127,12 +1131,14 @@ on_bcast(peer *p, const uint8_t *body, size_t len)
         !text_ok(b.channel) ||
         (!(b.flags & PS_WIRE_TOPIC_BYTES) && !text_ok(b.topic)))
         return PS_EPROTO;
-    reg = scope_of(b.scope, 0);
-    if (reg == NULL)
-        return 0;           /* no scope by that name: nobody here */
     flags = (b.flags & PS_WIRE_TOPIC_BYTES) ? PS_RMSG_TOPIC_BYTES : 0;
 
     ps_registry_lock();
+    reg = scope_of(b.scope, 0);
+    if (reg == NULL) {
+        ps_registry_unlock();
+        return 0;           /* no scope by that name: nobody here */
+    }
     c = ps_registry_find(reg, (const char *)b.channel.p, b.channel.len);
     if (c != NULL && c->n > 0)
         m = ps_rmsg_new(flags, b.sender_id ? p->node : NULL, b.sender_id,

@@ -14,11 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct ctab {
-    ps_channel **buckets;
+/* A chained hash table of ps_hlink: channels by name, scopes by name. */
+typedef struct htab {
+    ps_hlink **buckets;
     uint32_t mask;              /* buckets - 1; buckets NULL when empty */
     uint32_t count;
-} ctab;
+} htab;
 
 typedef struct mbvec {
     ps_mailbox **v;
@@ -26,9 +27,12 @@ typedef struct mbvec {
 } mbvec;
 
 struct ps_registry {
-    ps_registry *next;
-    ctab local;
-    ctab remote;
+    ps_hlink link;              /* first: in the scope table */
+    ps_registry *next, *prev;   /* every scope, in creation order */
+    uint32_t refs;              /* holders (Scope objects) */
+    int permanent;              /* the default scope */
+    htab local;
+    htab remote;
     mbvec swatch;               /* watchers of the whole scope */
     uint32_t name_len;
     char name[];
@@ -37,7 +41,8 @@ struct ps_registry {
 uint64_t ps_registry_generation;
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static ps_registry *scopes, **scopes_tail = &scopes;
+static ps_registry *scopes, *scopes_last;
+static htab scope_tab;
 static ps_registry_hooks hooks;
 static mbvec node_watchers;
 
@@ -134,39 +139,30 @@ mbvec_del(mbvec *w, ps_mailbox *mb)
     return PS_ENOTJOINED;
 }
 
-/* ---- channel tables ---- */
+/* ---- hash tables ---- */
 
-static ps_channel *
-ctab_find(const ctab *t, uint64_t h, const char *name, size_t len)
+static inline ps_channel *
+chan(ps_hlink *l)
 {
-    ps_channel *c;
-
-    if (t->buckets == NULL)
-        return NULL;
-    for (c = t->buckets[h & t->mask]; c != NULL; c = c->next) {
-        if (c->hash == h && c->name_len == len &&
-            memcmp(c->name, name, len) == 0)
-            return c;
-    }
-    return NULL;
+    return (ps_channel *)l;
 }
 
 /* Rehash into nsize buckets; on failure keep the old table. */
 static void
-ctab_resize(ctab *t, uint32_t nsize)
+htab_resize(htab *t, uint32_t nsize)
 {
-    ps_channel **nb = calloc(nsize, sizeof *nb);
+    ps_hlink **nb = calloc(nsize, sizeof *nb);
     uint32_t old = t->buckets ? t->mask + 1 : 0;
 
     if (nb == NULL)
         return;
     for (uint32_t i = 0; i < old; i++) {
-        ps_channel *c = t->buckets[i], *next;
+        ps_hlink *l = t->buckets[i], *next;
 
-        for (; c != NULL; c = next) {
-            next = c->next;
-            c->next = nb[c->hash & (nsize - 1)];
-            nb[c->hash & (nsize - 1)] = c;
+        for (; l != NULL; l = next) {
+            next = l->next;
+            l->next = nb[l->hash & (nsize - 1)];
+            nb[l->hash & (nsize - 1)] = l;
         }
     }
     free(t->buckets);
@@ -175,28 +171,28 @@ ctab_resize(ctab *t, uint32_t nsize)
 }
 
 static int
-ctab_insert(ctab *t, ps_channel *c)
+htab_insert(htab *t, ps_hlink *l)
 {
     if (t->buckets == NULL)
-        ctab_resize(t, 8);
+        htab_resize(t, 8);
     if (t->buckets == NULL)
         return PS_ENOMEM;
     if (t->count > t->mask)
-        ctab_resize(t, (t->mask + 1) * 2);
-    c->next = t->buckets[c->hash & t->mask];
-    t->buckets[c->hash & t->mask] = c;
+        htab_resize(t, (t->mask + 1) * 2);
+    l->next = t->buckets[l->hash & t->mask];
+    t->buckets[l->hash & t->mask] = l;
     t->count++;
     return 0;
 }
 
 static void
-ctab_remove(ctab *t, ps_channel *c)
+htab_remove(htab *t, ps_hlink *l)
 {
-    ps_channel **pp = &t->buckets[c->hash & t->mask];
+    ps_hlink **pp = &t->buckets[l->hash & t->mask];
 
-    while (*pp != c)
+    while (*pp != l)
         pp = &(*pp)->next;
-    *pp = c->next;
+    *pp = l->next;
     t->count--;
 
     /* Shrink so that a burst of dynamic names leaves nothing behind. */
@@ -205,8 +201,26 @@ ctab_remove(ctab *t, ps_channel *c)
         t->buckets = NULL;
         t->mask = 0;
     } else if (t->mask >= 64 && t->count < (t->mask + 1) / 8) {
-        ctab_resize(t, (t->mask + 1) / 4);
+        htab_resize(t, (t->mask + 1) / 4);
     }
+}
+
+/* ---- channel tables ---- */
+
+static ps_channel *
+ctab_find(const htab *t, uint64_t h, const char *name, size_t len)
+{
+    ps_channel *c;
+
+    if (t->buckets == NULL)
+        return NULL;
+    for (c = chan(t->buckets[h & t->mask]); c != NULL;
+         c = chan(c->link.next)) {
+        if (c->link.hash == h && c->name_len == len &&
+            memcmp(c->name, name, len) == 0)
+            return c;
+    }
+    return NULL;
 }
 
 static ps_channel *
@@ -217,7 +231,7 @@ channel_new(ps_registry *reg, uint64_t h, const char *name, size_t len)
     if (c == NULL)
         return NULL;
     c->reg = reg;
-    c->hash = h;
+    c->link.hash = h;
     c->name_len = (uint32_t)len;
     memcpy(c->name, name, len);
     return c;
@@ -239,7 +253,7 @@ local_maybe_free(ps_channel *c)
 {
     if (c->n == 0 && c->nwatch == 0) {
         ps_registry_generation++;
-        ctab_remove(&c->reg->local, c);
+        htab_remove(&c->reg->local, &c->link);
         channel_free(c);
     }
 }
@@ -255,7 +269,7 @@ local_get(ps_registry *reg, const char *name, size_t len)
         return c;
     c = channel_new(reg, h, name, len);
     ps_registry_generation++;
-    if (c != NULL && ctab_insert(&reg->local, c) != 0) {
+    if (c != NULL && htab_insert(&reg->local, &c->link) != 0) {
         channel_free(c);
         c = NULL;
     }
@@ -264,31 +278,87 @@ local_get(ps_registry *reg, const char *name, size_t len)
 
 /* ---- scopes ---- */
 
-ps_registry *
-ps_registry_scope(const char *name, size_t len, int create)
+/* Lock held: free reg when nothing uses it any more. */
+static void
+scope_maybe_free(ps_registry *reg)
 {
+    if (reg->permanent || reg->refs > 0 || reg->local.count > 0 ||
+        reg->remote.count > 0 || reg->swatch.n > 0)
+        return;
+    htab_remove(&scope_tab, &reg->link);
+    if (reg->prev != NULL)
+        reg->prev->next = reg->next;
+    else
+        scopes = reg->next;
+    if (reg->next != NULL)
+        reg->next->prev = reg->prev;
+    else
+        scopes_last = reg->prev;
+    free(reg->swatch.v);
+    free(reg);
+}
+
+ps_registry *
+ps_registry_scope_find(const char *name, size_t len, int create)
+{
+    uint64_t h;
+    ps_hlink *l = NULL;
     ps_registry *reg;
 
     if (len > PS_MAX_CHANNEL)
         return NULL;
-
-    ps_registry_lock();
-    for (reg = scopes; reg != NULL; reg = reg->next) {
-        if (reg->name_len == len && memcmp(reg->name, name, len) == 0)
-            goto out;
+    h = ps_hash(name, len);
+    if (scope_tab.buckets != NULL)
+        l = scope_tab.buckets[h & scope_tab.mask];
+    for (; l != NULL; l = l->next) {
+        reg = (ps_registry *)l;
+        if (l->hash == h && reg->name_len == len &&
+            memcmp(reg->name, name, len) == 0)
+            return reg;
     }
     if (!create)
-        goto out;
+        return NULL;
     reg = calloc(1, sizeof *reg + len + 1);
-    if (reg != NULL) {
-        reg->name_len = (uint32_t)len;
-        memcpy(reg->name, name, len);
-        *scopes_tail = reg;
-        scopes_tail = &reg->next;
+    if (reg == NULL)
+        return NULL;
+    reg->link.hash = h;
+    reg->permanent = len == strlen(PS_DEFAULT_SCOPE) &&
+                     memcmp(name, PS_DEFAULT_SCOPE, len) == 0;
+    reg->name_len = (uint32_t)len;
+    memcpy(reg->name, name, len);
+    if (htab_insert(&scope_tab, &reg->link) != 0) {
+        free(reg);
+        return NULL;
     }
-out:
+    reg->prev = scopes_last;
+    if (scopes_last != NULL)
+        scopes_last->next = reg;
+    else
+        scopes = reg;
+    scopes_last = reg;
+    return reg;
+}
+
+ps_registry *
+ps_registry_scope_acquire(const char *name, size_t len)
+{
+    ps_registry *reg;
+
+    ps_registry_lock();
+    reg = ps_registry_scope_find(name, len, 1);
+    if (reg != NULL)
+        reg->refs++;
     ps_registry_unlock();
     return reg;
+}
+
+void
+ps_registry_scope_release(ps_registry *reg)
+{
+    ps_registry_lock();
+    reg->refs--;
+    scope_maybe_free(reg);
+    ps_registry_unlock();
 }
 
 const char *
@@ -763,9 +833,13 @@ ps_registry_node_event(ps_node *node, int up)
 static void
 unwatch_all(ps_mailbox *mb)
 {
-    for (ps_registry *reg = scopes; reg && mb->nmonitors; reg = reg->next) {
+    ps_registry *reg, *next;
+
+    for (reg = scopes; reg && mb->nmonitors; reg = next) {
         ps_channel **found = NULL;
         uint32_t nfound = 0, capfound = 0;
+
+        next = reg->next;
 
         while (mbvec_del(&reg->swatch, mb) == 0)
             mb->nmonitors--;
@@ -773,7 +847,8 @@ unwatch_all(ps_mailbox *mb)
          * table under the walk. */
         for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask;
              b++) {
-            for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+            for (ps_channel *c = chan(reg->local.buckets[b]); c;
+                 c = chan(c->link.next)) {
                 for (uint32_t i = 0; i < c->nwatch; i++) {
                     if (c->watchers[i] == mb &&
                         grow((void **)&found, nfound, &capfound,
@@ -794,6 +869,7 @@ unwatch_all(ps_mailbox *mb)
                 channel_unwatch(found[i], mb);
         }
         free(found);
+        scope_maybe_free(reg);
     }
     while (mb->nmonitors && mbvec_del(&node_watchers, mb) == 0)
         mb->nmonitors--;
@@ -805,10 +881,12 @@ ps_registry_remove_mailbox(ps_mailbox *mb, ps_fanout *f)
     ps_registry_lock();
     while (mb->nmships > 0) {
         ps_channel *c = mb->mships[mb->nmships - 1].ch;
+        ps_registry *reg = c->reg;
 
         unlink_membership(mb, mb->nmships - 1);
         local_changed(c, mb, -1, f);
         local_maybe_free(c);
+        scope_maybe_free(reg);
     }
     if (mb->nmonitors)
         unwatch_all(mb);
@@ -916,7 +994,7 @@ static void
 remote_maybe_free(ps_registry *reg, ps_channel *c)
 {
     if (c->rn == 0) {
-        ctab_remove(&reg->remote, c);
+        htab_remove(&reg->remote, &c->link);
         channel_free(c);
     }
 }
@@ -956,9 +1034,9 @@ remote_notify(ps_registry *reg, const char *ch, size_t len, ps_node *node,
         notify(reg, lc, ch, len, topic, node, id, NULL);
 }
 
-int
-ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
-                          ps_node *node, uint64_t id, int32_t delta)
+static int
+remote_change(ps_registry *reg, const char *ch, size_t len, ps_node *node,
+              uint64_t id, int32_t delta)
 {
     uint64_t h;
     ps_channel *c;
@@ -974,7 +1052,7 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
         c = channel_new(reg, h, ch, len);
         if (c == NULL)
             return PS_ENOMEM;
-        if (ctab_insert(&reg->remote, c) != 0) {
+        if (htab_insert(&reg->remote, &c->link) != 0) {
             channel_free(c);
             return PS_ENOMEM;
         }
@@ -1014,6 +1092,16 @@ ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
     return 0;
 }
 
+int
+ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
+                          ps_node *node, uint64_t id, int32_t delta)
+{
+    int rc = remote_change(reg, ch, len, node, id, delta);
+
+    scope_maybe_free(reg);
+    return rc;
+}
+
 /* Forget node's pids in one remote channel, telling watchers. */
 static void
 drop_node_in(ps_registry *reg, ps_channel *c, ps_node *node)
@@ -1043,10 +1131,13 @@ drop_node_in(ps_registry *reg, ps_channel *c, ps_node *node)
 void
 ps_registry_remote_drop_node(ps_node *node)
 {
-    for (ps_registry *reg = scopes; reg != NULL; reg = reg->next) {
+    ps_registry *reg, *next;
+
+    for (reg = scopes; reg != NULL; reg = next) {
         ps_channel **all;
         uint32_t n = 0;
 
+        next = reg->next;
         if (reg->remote.count == 0)
             continue;
         /* Snapshot the channels: freeing them resizes the table. */
@@ -1054,7 +1145,8 @@ ps_registry_remote_drop_node(ps_node *node)
         if (all == NULL)
             continue;
         for (uint32_t b = 0; b <= reg->remote.mask; b++) {
-            for (ps_channel *c = reg->remote.buckets[b]; c; c = c->next)
+            for (ps_channel *c = chan(reg->remote.buckets[b]); c;
+                 c = chan(c->link.next))
                 all[n++] = c;
         }
         for (uint32_t i = 0; i < n; i++) {
@@ -1062,6 +1154,7 @@ ps_registry_remote_drop_node(ps_node *node)
             remote_maybe_free(reg, all[i]);
         }
         free(all);
+        scope_maybe_free(reg);
     }
 }
 
@@ -1099,15 +1192,17 @@ ps_registry_foreach_name(ps_registry *reg,
     int rc;
 
     for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask; b++) {
-        for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+        for (ps_channel *c = chan(reg->local.buckets[b]); c;
+             c = chan(c->link.next)) {
             if (c->n > 0 && (rc = fn(arg, c->name, c->name_len)) != 0)
                 return rc;
         }
     }
     for (uint32_t b = 0; reg->remote.buckets && b <= reg->remote.mask;
          b++) {
-        for (ps_channel *c = reg->remote.buckets[b]; c; c = c->next) {
-            ps_channel *lc = ctab_find(&reg->local, c->hash, c->name,
+        for (ps_channel *c = chan(reg->remote.buckets[b]); c;
+             c = chan(c->link.next)) {
+            ps_channel *lc = ctab_find(&reg->local, c->link.hash, c->name,
                                        c->name_len);
 
             if (lc != NULL && lc->n > 0)
@@ -1130,7 +1225,8 @@ ps_registry_foreach_local(int (*fn)(void *arg, ps_registry *reg,
     for (ps_registry *reg = scopes; reg != NULL; reg = reg->next) {
         for (uint32_t b = 0; reg->local.buckets && b <= reg->local.mask;
              b++) {
-            for (ps_channel *c = reg->local.buckets[b]; c; c = c->next) {
+            for (ps_channel *c = chan(reg->local.buckets[b]); c;
+                 c = chan(c->link.next)) {
                 for (uint32_t i = 0; i < c->n; i++) {
                     rc = fn(arg, reg, c->name, c->name_len,
                             c->members[i].mb->id, 1);
@@ -1151,6 +1247,17 @@ ps_registry_channel_count(void)
     ps_registry_lock();
     for (ps_registry *reg = scopes; reg != NULL; reg = reg->next)
         n += reg->local.count + reg->remote.count;
+    ps_registry_unlock();
+    return n;
+}
+
+uint64_t
+ps_registry_scope_count(void)
+{
+    uint64_t n;
+
+    ps_registry_lock();
+    n = scope_tab.count;
     ps_registry_unlock();
     return n;
 }

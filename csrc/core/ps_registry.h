@@ -17,6 +17,16 @@
  * last member and watcher leave is freed at once: dynamic names leave
  * nothing behind.
  *
+ * Scopes are found through a hash table of their names and live while
+ * something uses them: a holder (the glue's Scope objects, counted with
+ * ps_registry_scope_acquire/release), a local or remote channel, or a
+ * watcher of the whole scope.  The default scope is permanent.  A scope
+ * that loses its last use is freed at once, under the registry lock, so
+ * names chosen by remote peers or by the app leave nothing behind.  The
+ * scope table is read and written only under the registry lock; a
+ * ps_registry pointer stays valid without the lock only while its user
+ * holds a reference (or the scope is the default one).
+ *
  * One mutex (the registry lock) serves every scope.  Lock order: registry
  * lock, then the cluster's peer locks, then a mailbox's remote spin lock.
  */
@@ -47,10 +57,15 @@ typedef struct ps_rnode {
     uint64_t count;             /* sum of its pids' join counts */
 } ps_rnode;
 
-typedef struct ps_channel {
-    struct ps_channel *next;    /* hash chain */
-    ps_registry *reg;
+/* A link in one of the registry's hash tables (channels, scopes). */
+typedef struct ps_hlink {
+    struct ps_hlink *next;      /* hash chain */
     uint64_t hash;
+} ps_hlink;
+
+typedef struct ps_channel {
+    ps_hlink link;              /* first: the tables cast it back */
+    ps_registry *reg;
     ps_member *members;         /* local table: one entry per join */
     uint32_t n, cap;
     ps_mailbox **watchers;      /* local table: monitors of the channel */
@@ -101,18 +116,32 @@ void ps_registry_unlock(void);
 /* Install (or with NULL remove) the cluster's hooks.  Takes the lock. */
 void ps_registry_set_hooks(const ps_registry_hooks *hooks);
 
+/* The name of the default scope, which is never freed. */
+#define PS_DEFAULT_SCOPE "default"
+
 /*
- * The scope named name, made on first use when create is set.  Scopes are
- * never freed.  NULL when not found (create == 0), out of memory, or the
- * name is longer than PS_MAX_CHANNEL.  Takes the lock.
+ * The scope named name, made on first use, with one more reference held
+ * by the caller, who must give it back with ps_registry_scope_release.
+ * NULL when out of memory or the name is longer than PS_MAX_CHANNEL.
+ * Both take the lock.
  */
-ps_registry *ps_registry_scope(const char *name, size_t len, int create);
+ps_registry *ps_registry_scope_acquire(const char *name, size_t len);
+void ps_registry_scope_release(ps_registry *reg);
+
+/*
+ * Lock held: the scope named name, or NULL.  With create set, a missing
+ * scope is made; a scope made so is unused, and only
+ * ps_registry_remote_change may be called on it (that frees it again when
+ * it stays empty).  The result is valid until the lock is released.
+ */
+ps_registry *ps_registry_scope_find(const char *name, size_t len,
+                                    int create);
 
 /* The scope's name (not NUL-terminated) and its length. */
 const char *ps_registry_name(const ps_registry *reg, uint32_t *len);
 
-/* Every scope, in creation order: the first is the default scope.  Lock
- * held by the caller. */
+/* Every scope, in creation order.  Lock held by the caller, who must not
+ * free a scope (e.g. by emptying it) while it walks. */
 ps_registry *ps_registry_first(void);
 ps_registry *ps_registry_next(ps_registry *reg);
 
@@ -184,12 +213,15 @@ int ps_registry_foreach_local(int (*fn)(void *arg, ps_registry *reg,
 /*
  * Lock held, I/O thread: change a remote pid's join count by delta (the
  * count never goes below 0).  Watchers get events through their remote
- * side.  0, PS_ENOMEM or PS_ENAMETOOLONG.
+ * side.  0, PS_ENOMEM or PS_ENAMETOOLONG.  May free reg when it is left
+ * unused: the caller must not touch reg afterwards unless it holds a
+ * reference.
  */
 int ps_registry_remote_change(ps_registry *reg, const char *ch, size_t len,
                               ps_node *node, uint64_t id, int32_t delta);
 
-/* Lock held: forget every membership of node, in every scope. */
+/* Lock held: forget every membership of node, in every scope (freeing
+ * the scopes left unused). */
 void ps_registry_remote_drop_node(ps_node *node);
 
 /*
@@ -220,7 +252,9 @@ int ps_registry_unwatch_nodes(ps_mailbox *mb);
  */
 void ps_registry_node_event(ps_node *node, int up);
 
-/* Statistics: channels in the local and remote tables of every scope. */
+/* Statistics: channels in the local and remote tables of every scope;
+ * scopes.  Take the lock. */
 uint64_t ps_registry_channel_count(void);
+uint64_t ps_registry_scope_count(void);
 
 #endif

@@ -67,8 +67,10 @@ psg_raise(ps_state *st, int code, const char *what)
 static PyObject *
 module_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{s:K}", "channels",
-                         (unsigned long long)ps_registry_channel_count());
+    return Py_BuildValue("{s:K,s:K}", "channels",
+                         (unsigned long long)ps_registry_channel_count(),
+                         "scopes",
+                         (unsigned long long)ps_registry_scope_count());
 }
 
 static PyMethodDef core_functions[] = {
@@ -175,7 +177,7 @@ core_exec(PyObject *m)
         add_str(m, &st->str_nodedown, "NODEDOWN", "$nodedown") < 0)
         return -1;
     st->default_scope = PyObject_CallFunction((PyObject *)st->Scope, "s",
-                                              "default");
+                                              PS_DEFAULT_SCOPE);
     if (st->default_scope == NULL ||
         PyModule_AddObjectRef(m, "default_scope", st->default_scope) < 0 ||
         PyModule_AddIntConstant(m, "MAX_CHANNEL", PS_MAX_CHANNEL) < 0 ||

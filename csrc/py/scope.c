@@ -818,7 +818,7 @@ Scope_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     if (self != NULL) {
         self->st = st;
         self->name = Py_NewRef(nameobj);
-        self->reg = ps_registry_scope(name, (size_t)len, 1);
+        self->reg = ps_registry_scope_acquire(name, (size_t)len);
         if (self->reg == NULL) {
             Py_CLEAR(self);
             PyErr_NoMemory();
@@ -833,6 +833,8 @@ Scope_dealloc(ScopeObject *self)
 {
     PyTypeObject *tp = Py_TYPE(self);
 
+    if (self->reg != NULL)
+        ps_registry_scope_release(self->reg);
     Py_CLEAR(self->name);
     Py_CLEAR(self->last_name);
     tp->tp_free((PyObject *)self);

@@ -1,0 +1,44 @@
+"""The core's mailbox and registry under threads, in C, three ways:
+plain, under ThreadSanitizer, and under AddressSanitizer with its leak
+checker.  The scenarios are in tests/c/test_mailbox_threads.c; each build
+must print "ok" with no sanitizer report."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from ctools import build, require_clang_sanitizer
+
+SOURCES = ["tests/c/test_mailbox_threads.c", "csrc/core/ps_registry.c",
+           "csrc/core/ps_mailbox.c", "csrc/core/ps_msg.c",
+           "csrc/core/ps_common.c", "-lpthread"]
+
+BUILDS = {
+    "plain": ("cc", None, ("-O2", "-Werror")),
+    "tsan": ("clang", "thread", ("-g", "-O1")),
+    "asan": ("clang", "address,undefined",
+             ("-g", "-O1", "-fno-sanitize-recover=undefined")),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDS))
+def test_mailbox_threads(tmp_path, kind):
+    cc, sanitizer, flags = BUILDS[kind]
+    if sanitizer:
+        require_clang_sanitizer(sanitizer)
+        flags = (*flags, f"-fsanitize={sanitizer}")
+    exe = tmp_path / f"test_mailbox_threads_{kind}"
+    build(SOURCES, exe, "-Wextra", "-Wno-unused-parameter", *flags, cc=cc)
+
+    env = {**os.environ,
+           "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1",
+           "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    run = subprocess.run([str(exe)], capture_output=True, text=True,
+                         timeout=300, env=env)
+    report = run.stdout + run.stderr[-6000:]
+    assert run.returncode == 0, report
+    assert run.stdout.strip().endswith("ok"), report
+    assert "Sanitizer" not in run.stderr, report

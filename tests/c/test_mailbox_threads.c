@@ -25,20 +25,10 @@
 #include "ps_mailbox.h"
 #include "ps_msg.h"
 #include "ps_registry.h"
+#include "check.h"
 
 #define PRODUCERS 4
 #define PER_PRODUCER 20000
-
-static int failures;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            printf("%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-                   #cond);                                              \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
 
 /* What one consumer saw of each producer's stream. */
 typedef struct stream {

@@ -8,6 +8,7 @@ silently skipped fuzz or sanitizer run would look like a pass.
 from __future__ import annotations
 
 import functools
+import os
 import pathlib
 import shutil
 import subprocess
@@ -17,6 +18,17 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 CORE = ROOT / "csrc" / "core"
 
 SETUP_HINT = "install it with scripts/setup.sh"
+
+
+def c_env() -> dict[str, str]:
+    """The environment for compilers and C test programs: without what
+    scripts/asan.sh sets for the interpreter (a preloaded ASan runtime
+    would clash with the sanitizers these programs bring themselves)."""
+    env = dict(os.environ)
+    for name in ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS",
+                 "PYTHONMALLOC"):
+        env.pop(name, None)
+    return env
 
 
 def compiler(name: str = "cc") -> str:
@@ -34,7 +46,7 @@ def _probe(flags: tuple[str, ...], source: str) -> str:
         src.write_text(source)
         run = subprocess.run(
             [compiler("clang"), *flags, str(src), "-o", f"{tmp}/probe"],
-            capture_output=True, text=True, timeout=120)
+            capture_output=True, text=True, timeout=120, env=c_env())
     return "" if run.returncode == 0 else run.stderr
 
 
@@ -61,5 +73,5 @@ def build(sources: list[str], exe: pathlib.Path, *flags: str,
     run = subprocess.run(
         [compiler(cc), "-std=c11", "-D_GNU_SOURCE", "-Wall", "-I",
          str(CORE), *flags, *files, *libs, "-o", str(exe)],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, env=c_env())
     assert run.returncode == 0, run.stderr[-4000:]

@@ -1128,3 +1128,14 @@ ps_registry_channel_count(void)
     ps_registry_unlock();
     return n;
 }
+
+uint64_t
+ps_registry_mailbox_count(void)
+{
+    uint64_t n;
+
+    ps_registry_lock();
+    n = pids_count;
+    ps_registry_unlock();
+    return n;
+}

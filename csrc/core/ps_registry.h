@@ -231,4 +231,7 @@ void ps_registry_node_event(ps_node *node, int up);
 /* Statistics: channels in the local and remote tables of every scope. */
 uint64_t ps_registry_channel_count(void);
 
+/* Statistics: mailboxes in the pid table (open, not yet removed). */
+uint64_t ps_registry_mailbox_count(void);
+
 #endif

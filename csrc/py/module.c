@@ -66,8 +66,11 @@ psg_raise(ps_state *st, int code, const char *what)
 static PyObject *
 module_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{s:K}", "channels",
-                         (unsigned long long)ps_registry_channel_count());
+    return Py_BuildValue(
+        "{s:K,s:K,s:K}",
+        "channels", (unsigned long long)ps_registry_channel_count(),
+        "mailboxes", (unsigned long long)ps_registry_mailbox_count(),
+        "remote_messages", (unsigned long long)ps_rmsg_live());
 }
 
 static PyMethodDef core_functions[] = {

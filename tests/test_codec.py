@@ -19,7 +19,7 @@ import pubsub
 from pubsub import CodecError, decode, encode, set_codec_hooks
 from pubsub._core import _codec_validate
 
-from ctools import build
+from ctools import build, c_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MAX_DEPTH = 64
@@ -573,5 +573,5 @@ def test_core_c_unit_tests(tmp_path):
     build(["tests/c/test_codec_core.c", "csrc/core/ps_codec.c",
            "csrc/core/ps_common.c"], exe, "-Werror")
     run = subprocess.run([str(exe)], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=60, env=c_env())
     assert run.returncode == 0, run.stdout

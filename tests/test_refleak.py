@@ -37,7 +37,7 @@ from cluster_node import Node
 ROUNDS = 2000           # operations per half of a check
 OBJECT_SLACK = 40       # gc-tracked objects
 TRACED_SLACK = 24_000   # bytes traced by tracemalloc
-HEAP_SLACK = 192_000    # bytes of C heap
+HEAP_SLACK = 32_000     # bytes of C heap
 
 
 def _heap_reader() -> Callable[[], int]:

@@ -14,22 +14,32 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 updated=0
 
+apt_update_once() {
+    if [ $updated = 0 ]; then
+        $sudo apt-get update -qq
+        updated=1
+    fi
+}
+
 install_missing() {
     local missing=() pkg
     for pkg in "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     [ ${#missing[@]} -gt 0 ] || return 0
-    if [ $updated = 0 ]; then
-        $sudo apt-get update -qq
-        updated=1
-    fi
+    apt_update_once
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
         "${missing[@]}"
 }
 
 install_missing libssl-dev clang
-major=$(clang -dumpversion | cut -d. -f1)
-install_missing "libclang-rt-$major-dev"
+# Before Debian 12 the runtimes came with clang itself.
+rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+if ! dpkg -s "$rt" >/dev/null 2>&1; then
+    apt_update_once
+    if apt-cache show "$rt" >/dev/null 2>&1; then
+        install_missing "$rt"
+    fi
+fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,blog]'

@@ -1,8 +1,14 @@
-"""The core's mailbox and registry under threads, in C, three ways:
-plain, under ThreadSanitizer, and under AddressSanitizer with its leak
-checker.  The scenarios are in tests/c/test_mailbox_threads.c; each build
-must print "ok" with no sanitizer report.  Also the mailbox's out-of-memory
-paths, tests/c/test_mailbox_oom.c."""
+"""The core under threads, in C, built three ways: plain, under
+ThreadSanitizer, and under AddressSanitizer with its leak checker.  Each
+build must print "ok" with no sanitizer report.
+
+- tests/c/test_mailbox_threads.c: the two-sided mailbox and the registry
+  lock, with threads in the I/O thread's role;
+- tests/c/test_cluster_threads.c: two nodes of the real transport (one
+  forked) on loopback, broadcasting from several threads through the I/O
+  thread while membership changes;
+- tests/c/test_mailbox_oom.c (plain and ASan): the out-of-memory paths.
+"""
 from __future__ import annotations
 
 import subprocess
@@ -11,9 +17,15 @@ import pytest
 
 from ctools import build, c_env, require_clang_sanitizer
 
-SOURCES = ["tests/c/test_mailbox_threads.c", "csrc/core/ps_registry.c",
-           "csrc/core/ps_mailbox.c", "csrc/core/ps_msg.c",
-           "csrc/core/ps_common.c", "-lpthread"]
+CORE = ["csrc/core/ps_registry.c", "csrc/core/ps_mailbox.c",
+        "csrc/core/ps_msg.c", "csrc/core/ps_common.c", "-lpthread"]
+
+PROGRAMS = {
+    "mailbox_threads": ["tests/c/test_mailbox_threads.c", *CORE],
+    "cluster_threads": ["tests/c/test_cluster_threads.c",
+                        "csrc/core/ps_cluster.c", "csrc/core/ps_wire.c",
+                        *CORE, "-lcrypto"],
+}
 
 BUILDS = {
     "plain": ("cc", None, ("-O2", "-Werror")),
@@ -22,41 +34,37 @@ BUILDS = {
              ("-g", "-O1", "-fno-sanitize-recover=undefined")),
 }
 
+ENV = {"TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1",
+       "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+       "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
 
-@pytest.mark.parametrize("kind", sorted(BUILDS))
-def test_mailbox_threads(tmp_path, kind):
+
+def build_and_run(tmp_path, program, sources, kind, *extra):
     cc, sanitizer, flags = BUILDS[kind]
     if sanitizer:
         require_clang_sanitizer(sanitizer)
         flags = (*flags, f"-fsanitize={sanitizer}")
-    exe = tmp_path / f"test_mailbox_threads_{kind}"
-    build(SOURCES, exe, "-Wextra", "-Wno-unused-parameter", *flags, cc=cc)
-
-    env = {**c_env(),
-           "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1",
-           "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
-           "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}
+    exe = tmp_path / f"test_{program}_{kind}"
+    build(sources, exe, "-Wextra", "-Wno-unused-parameter", *flags, *extra,
+          cc=cc)
     run = subprocess.run([str(exe)], capture_output=True, text=True,
-                         timeout=300, env=env)
+                         timeout=300, env={**c_env(), **ENV})
     report = run.stdout + run.stderr[-6000:]
     assert run.returncode == 0, report
     assert run.stdout.strip().endswith("ok"), report
     assert "Sanitizer" not in run.stderr, report
 
 
+@pytest.mark.parametrize("kind", sorted(BUILDS))
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_threads(tmp_path, program, kind):
+    build_and_run(tmp_path, program, PROGRAMS[program], kind)
+
+
 @pytest.mark.parametrize("kind", ["plain", "asan"])
 def test_mailbox_out_of_memory(tmp_path, kind):
     """Pushes and the fan-out bag when malloc fails (the C test wraps
     malloc and realloc to inject the failures)."""
-    cc, sanitizer, flags = BUILDS[kind]
-    if sanitizer:
-        require_clang_sanitizer(sanitizer)
-        flags = (*flags, f"-fsanitize={sanitizer}")
-    exe = tmp_path / f"test_mailbox_oom_{kind}"
-    sources = ["tests/c/test_mailbox_oom.c", *SOURCES[1:]]
-    build(sources, exe, "-Wextra", "-Wno-unused-parameter", *flags,
-          "-Wl,--wrap=malloc,--wrap=realloc", cc=cc)
-    run = subprocess.run([str(exe)], capture_output=True, text=True,
-                         timeout=60, env=c_env())
-    assert run.returncode == 0, run.stdout + run.stderr[-4000:]
-    assert run.stdout.strip().endswith("ok"), run.stdout
+    build_and_run(tmp_path, "mailbox_oom",
+                  ["tests/c/test_mailbox_oom.c", *CORE], kind,
+                  "-Wl,--wrap=malloc,--wrap=realloc")

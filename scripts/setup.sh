@@ -2,20 +2,46 @@
 # Install what building, testing and running cpubsub needs on a Debian
 # machine, then the package itself: editable, with the test and blog
 # extras.  Safe to run again; it installs only what is missing.
-# chromium and chromium-driver are for tests/test_blog_page.py, which drives
-# the blog's page in headless Chromium through selenium (a test extra).
+#
+# clang with its libFuzzer and sanitizer runtimes is part of the test
+# environment: the fuzz, ThreadSanitizer and AddressSanitizer tests fail
+# without it rather than skip.  Debian ships those runtimes apart from
+# clang, in libclang-rt-<major>-dev.  chromium and chromium-driver are for
+# tests/test_blog_page.py, which drives the blog's page in headless
+# Chromium through selenium (a test extra).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-for pkg in libssl-dev chromium chromium-driver; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq "${missing[@]}"
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+updated=0
+
+apt_update_once() {
+    if [ $updated = 0 ]; then
+        $sudo apt-get update -qq
+        updated=1
+    fi
+}
+
+install_missing() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    apt_update_once
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+        "${missing[@]}"
+}
+
+install_missing libssl-dev clang chromium chromium-driver
+# Before Debian 12 the runtimes came with clang itself.
+rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
+if ! dpkg -s "$rt" >/dev/null 2>&1; then
+    apt_update_once
+    if apt-cache show "$rt" >/dev/null 2>&1; then
+        install_missing "$rt"
+    fi
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,blog]'

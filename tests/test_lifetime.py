@@ -164,7 +164,10 @@ def test_a_million_dynamic_channel_names_leave_nothing_behind():
             pubsub.leave(name, mb)
         gc.collect()
         assert _channels() == channels
-        assert _rss_bytes() - rss < 2 * 1024 * 1024
+        # Under scripts/asan.sh freed memory sits in ASan's quarantine,
+        # so the RSS says nothing there; the channel count still does.
+        if not os.environ.get("PUBSUB_SANITIZED"):
+            assert _rss_bytes() - rss < 2 * 1024 * 1024
     finally:
         mb.close()
 

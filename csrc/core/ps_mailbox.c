@@ -160,7 +160,12 @@ ps_mailbox_push(ps_mailbox *mb, void *item, void **dropped)
                 *dropped = take_front(mb);
                 len--;
             } else {
-                /* The backlog is all remote: drop its oldest. */
+                /* The backlog is all remote: drop its oldest, once the
+                 * owner ring has room, so that what was dropped for the
+                 * new item is never followed by a failure to store it. */
+                if (mb->ring == NULL &&
+                    ring_grow(&mb->ring, &mb->ring_mask, &mb->head, 0))
+                    return PS_ENOMEM;
                 spin_lock(mb);
                 if (atomic_load_explicit(&mb->rlen, memory_order_relaxed))
                     *dropped = rtake_front(mb);
@@ -169,9 +174,12 @@ ps_mailbox_push(ps_mailbox *mb, void *item, void **dropped)
         }
     }
 
+    /* Not reached after a drop: that left a free slot. */
     if ((mb->ring == NULL || len > mb->ring_mask) &&
-        ring_grow(&mb->ring, &mb->ring_mask, &mb->head, len) != 0)
+        ring_grow(&mb->ring, &mb->ring_mask, &mb->head, len) != 0) {
+        count_drop(mb);
         return PS_ENOMEM;
+    }
 
     mb->ring[(mb->head + len) & mb->ring_mask] = item;
     atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);

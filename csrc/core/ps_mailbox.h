@@ -110,7 +110,8 @@ ps_mailbox_len(const ps_mailbox *mb)
  *                state PS_MB_SLOW; the caller must close it (after any
  *                fan-out in progress, since closing leaves channels).
  * Returns PS_ECLOSED (item not taken) on a mailbox that is not open, and
- * PS_ENOMEM (item not taken) when the ring cannot grow.
+ * PS_ENOMEM (item not taken, counted as dropped, nothing else dropped)
+ * when the ring cannot grow.
  * *dropped is set to NULL when nothing was dropped; the caller releases
  * what it gets back, outside any fan-out, since a release may run code.
  */

@@ -82,6 +82,15 @@ out:
     return n;
 }
 
+/* Counted so that a leak test can see a message nobody freed. */
+static _Atomic uint64_t rmsg_live;
+
+uint64_t
+ps_rmsg_live(void)
+{
+    return atomic_load_explicit(&rmsg_live, memory_order_relaxed);
+}
+
 ps_rmsg *
 ps_rmsg_new(uint32_t flags, ps_node *sender_node, uint64_t sender_id,
             const void *channel, uint32_t channel_len,
@@ -96,6 +105,7 @@ ps_rmsg_new(uint32_t flags, ps_node *sender_node, uint64_t sender_id,
         return NULL;
 
     atomic_init(&m->refcnt, 1);
+    atomic_fetch_add_explicit(&rmsg_live, 1, memory_order_relaxed);
     m->flags = flags;
     m->sender_node = sender_node;
     m->sender_id = sender_id;
@@ -121,6 +131,9 @@ ps_rmsg_new(uint32_t flags, ps_node *sender_node, uint64_t sender_id,
 void
 ps_rmsg_decref(ps_rmsg *m)
 {
-    if (atomic_fetch_sub_explicit(&m->refcnt, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&m->refcnt, 1, memory_order_acq_rel)
+            == 1) {
+        atomic_fetch_sub_explicit(&rmsg_live, 1, memory_order_relaxed);
         free(m);
+    }
 }

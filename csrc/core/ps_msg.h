@@ -89,6 +89,12 @@ ps_rmsg_incref(ps_rmsg *m)
 void ps_rmsg_decref(ps_rmsg *m);
 
 /*
+ * Messages made by ps_rmsg_new and not freed yet, in the whole process.
+ * For statistics and leak tests; any thread.
+ */
+uint64_t ps_rmsg_live(void);
+
+/*
  * Mailbox items are opaque pointers.  A remote message is stored with the
  * low bit set, so the mailbox can release it without calling the glue;
  * every other item belongs to the glue.  malloc'd and Python objects are

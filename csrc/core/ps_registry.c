@@ -397,23 +397,27 @@ event_push_owner(ps_fanout *f, ps_mailbox *mb, ps_rmsg *m)
     void *dropped;
     int rc;
 
+    /* A glue item cannot be released here (that may run code that takes
+     * the registry lock): room for it in the bag comes first, and without
+     * it the event is dropped and counted. */
+    if (mb->capacity && ps_fanout_reserve(f) != 0) {
+        atomic_fetch_add_explicit(&mb->dropped, 1, memory_order_relaxed);
+        return;
+    }
     ps_rmsg_incref(m);
     rc = ps_mailbox_push(mb, ps_item_from_rmsg(m), &dropped);
     if (rc == PS_ECLOSED || rc == PS_ENOMEM) {
         ps_rmsg_decref(m);
         return;
     }
-    /* A glue item cannot be released here (that may run code that takes
-     * the registry lock); if the bag cannot grow it is leaked, not freed
-     * under the lock. */
     if (dropped != NULL) {
         if (ps_item_rmsg(dropped))
             ps_rmsg_decref(ps_item_rmsg(dropped));
         else
-            (void)ps_fanout_add_dropped(f, dropped);
+            (void)ps_fanout_add_dropped(f, dropped);    /* reserved */
     }
     if (rc == PS_ESLOW)
-        ps_fanout_add_slow(f, mb);
+        (void)ps_fanout_add_slow(f, mb);                /* reserved */
 }
 
 /*
@@ -466,6 +470,16 @@ ps_fanout_add_slow(ps_fanout *f, ps_mailbox *mb)
     if (grow((void **)&f->slow, f->nslow, &f->capslow, sizeof *f->slow))
         return PS_ENOMEM;
     f->slow[f->nslow++] = mb;
+    return 0;
+}
+
+int
+ps_fanout_reserve(ps_fanout *f)
+{
+    if (grow((void **)&f->dropped, f->ndropped, &f->capdropped,
+             sizeof *f->dropped) != 0 ||
+        grow((void **)&f->slow, f->nslow, &f->capslow, sizeof *f->slow))
+        return PS_ENOMEM;
     return 0;
 }
 
@@ -1258,6 +1272,17 @@ ps_registry_scope_count(void)
 
     ps_registry_lock();
     n = scope_tab.count;
+    ps_registry_unlock();
+    return n;
+}
+
+uint64_t
+ps_registry_mailbox_count(void)
+{
+    uint64_t n;
+
+    ps_registry_lock();
+    n = pids_count;
     ps_registry_unlock();
     return n;
 }

@@ -101,6 +101,14 @@ void ps_fanout_fini(ps_fanout *f);
 int ps_fanout_add_dropped(ps_fanout *f, void *item);
 int ps_fanout_add_slow(ps_fanout *f, ps_mailbox *mb);
 
+/*
+ * Make room for one more dropped item and one more slow mailbox, so that
+ * the next ps_fanout_add_dropped and ps_fanout_add_slow cannot fail.  Call
+ * it before pushing to a bounded mailbox: what a push hands back must
+ * never be released in the middle of a walk.  0 or PS_ENOMEM.
+ */
+int ps_fanout_reserve(ps_fanout *f);
+
 /* Hooks the cluster installs; called with the registry lock held. */
 typedef struct ps_registry_hooks {
     /* A local membership changed by delta (+1 join, -1 leave). */
@@ -256,5 +264,8 @@ void ps_registry_node_event(ps_node *node, int up);
  * scopes.  Take the lock. */
 uint64_t ps_registry_channel_count(void);
 uint64_t ps_registry_scope_count(void);
+
+/* Statistics: mailboxes in the pid table (open, not yet removed). */
+uint64_t ps_registry_mailbox_count(void);
 
 #endif

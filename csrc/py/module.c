@@ -67,10 +67,12 @@ psg_raise(ps_state *st, int code, const char *what)
 static PyObject *
 module_stats(PyObject *module, PyObject *unused)
 {
-    return Py_BuildValue("{s:K,s:K}", "channels",
-                         (unsigned long long)ps_registry_channel_count(),
-                         "scopes",
-                         (unsigned long long)ps_registry_scope_count());
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:K}",
+        "channels", (unsigned long long)ps_registry_channel_count(),
+        "scopes", (unsigned long long)ps_registry_scope_count(),
+        "mailboxes", (unsigned long long)ps_registry_mailbox_count(),
+        "remote_messages", (unsigned long long)ps_rmsg_live());
 }
 
 static PyMethodDef core_functions[] = {

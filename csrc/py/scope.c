@@ -289,18 +289,21 @@ fan_out(ps_channel *c, PyObject *msg, ps_fanout *f)
         Py_INCREF(msg);
         if (ps_mailbox_push_fast(mb, msg))
             continue;
-        rc = ps_mailbox_push(mb, msg, &dropped);
-        if (rc == PS_ECLOSED || rc == PS_ENOMEM) {
+        /* A full mailbox hands an item back, to be released after the
+         * walk (a release may run code): make room for it first.  Without
+         * memory this member misses the message, counted as a drop. */
+        if (mb->capacity && ps_fanout_reserve(f) != 0) {
+            atomic_fetch_add(&mb->dropped, 1);
             Py_DECREF(msg);     /* ours is still held: no code runs */
             continue;
         }
-        if (dropped == (void *)msg)
-            Py_DECREF(msg);
-        else if (dropped != NULL &&
-                 ps_fanout_add_dropped(f, dropped) != 0)
-            Py_DECREF(msg);     /* unreachable in practice; see below */
+        rc = ps_mailbox_push(mb, msg, &dropped);
+        if (rc == PS_ECLOSED || rc == PS_ENOMEM || dropped == (void *)msg)
+            Py_DECREF(msg);     /* ours is still held: no code runs */
+        else if (dropped != NULL)
+            (void)ps_fanout_add_dropped(f, dropped);    /* reserved */
         if (rc == PS_ESLOW)
-            (void)ps_fanout_add_slow(f, mb);
+            (void)ps_fanout_add_slow(f, mb);            /* reserved */
     }
 }
 
@@ -446,6 +449,8 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
     Py_XDECREF(keep);
     if (f.ndropped || f.nslow)
         psg_fanout_finish(&f);
+    else
+        ps_fanout_fini(&f);     /* room reserved for a bounded member */
     if (rc != 0 && rc != PS_ENOPEER)
         return psg_raise(self->st, rc, "broadcast");
     Py_RETURN_NONE;

@@ -1,5 +1,6 @@
-"""The frame layer in C: its unit tests, and the two fuzz harnesses run
-over their seed corpora (so they keep building and pass their seeds)."""
+"""The frame layer and the mailbox rings in C: their unit tests, and the
+two fuzz harnesses run over their seed corpora (so they keep building and
+pass their seeds)."""
 from __future__ import annotations
 
 import pathlib
@@ -26,6 +27,18 @@ def test_wire_c_unit_tests(tmp_path):
          str(CORE / "ps_wire.c")], exe)
     run = subprocess.run([str(exe)], capture_output=True, text=True,
                          timeout=60)
+    assert run.returncode == 0, run.stdout
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_mailbox_c_unit_tests(tmp_path):
+    exe = tmp_path / "test_mailbox"
+    _cc(["-Werror", str(ROOT / "tests/c/test_mailbox.c"),
+         *(str(CORE / f) for f in ("ps_mailbox.c", "ps_msg.c",
+                                   "ps_common.c")),
+         "-lcrypto", "-lpthread"], exe)
+    run = subprocess.run([str(exe)], capture_output=True, text=True,
+                         timeout=120)
     assert run.returncode == 0, run.stdout
 
 

@@ -16,16 +16,7 @@
 
 #include "ps_codec.h"
 
-static int failures;
-
-#define CHECK(cond)                                                     \
-    do {                                                                \
-        if (!(cond)) {                                                  \
-            printf("%s:%d: check failed: %s\n", __FILE__, __LINE__,     \
-                   #cond);                                              \
-            failures++;                                                 \
-        }                                                               \
-    } while (0)
+#include "check.h"
 
 static void
 test_buf_leaves_caller_storage(void)

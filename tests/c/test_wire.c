@@ -9,16 +9,7 @@
 
 #include "ps_wire.h"
 
-static int failures;
-
-#define CHECK(cond)                                                       \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
-            printf("%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,      \
-                   #cond);                                                \
-            failures++;                                                   \
-        }                                                                 \
-    } while (0)
+#include "check.h"
 
 #define SPAN(s) ((ps_span){ (const uint8_t *)(s), sizeof(s) - 1 })
 

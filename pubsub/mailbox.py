@@ -74,6 +74,12 @@ class _Reader:
             self.stop()
 
     def _collected(self, ref: weakref.ref) -> None:
+        # Runs in whichever thread dropped the mailbox, before its
+        # descriptor is closed.  Removing the reader must happen now, not
+        # by call_soon_threadsafe: by then the number may name another
+        # file.  epoll_ctl is thread-safe, and the selector's map is a
+        # dict changed under the GIL; a loop that had already picked the
+        # event up finds the key gone or this reader stopped.
         self.stop()
 
     def stop(self) -> None:

@@ -103,6 +103,28 @@ event_to_message(ps_state *st, ps_rmsg *m)
         channel, Py_NewRef(Py_None), topic, payload });
 }
 
+/*
+ * The str for UTF-8 bytes from another node (decoded with surrogatepass),
+ * reusing *last when it spells the same bytes: a stream of messages
+ * mostly repeats its channel and topic.  A new reference, NULL with an
+ * error.
+ */
+static PyObject *
+remote_str(PyObject **last, const uint8_t *s, uint32_t len)
+{
+    PyObject *o = *last;
+
+    if (o != NULL && PyUnicode_IS_COMPACT_ASCII(o) &&
+        PyUnicode_GET_LENGTH(o) == (Py_ssize_t)len &&
+        memcmp(PyUnicode_DATA(o), s, len) == 0)
+        return Py_NewRef(o);
+    o = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)len,
+                             "surrogatepass");
+    if (o != NULL && PyUnicode_IS_COMPACT_ASCII(o))
+        Py_XSETREF(*last, Py_NewRef(o));
+    return o;
+}
+
 /* A Message from another node's encoded message; NULL with an error. */
 static PyObject *
 rmsg_to_message(ps_state *st, ps_rmsg *m)
@@ -115,7 +137,8 @@ rmsg_to_message(ps_state *st, ps_rmsg *m)
     if (m->flags & PS_RMSG_DIRECT)
         items[0] = Py_NewRef(Py_None);
     else
-        items[0] = psg_channel_str((const char *)m->channel, m->channel_len);
+        items[0] = remote_str(&st->last_channel, m->channel,
+                              m->channel_len);
     items[1] = m->sender_node
         ? psg_pid_new(st, m->sender_node, m->sender_id)
         : Py_NewRef(Py_None);
@@ -123,8 +146,7 @@ rmsg_to_message(ps_state *st, ps_rmsg *m)
         items[2] = PyBytes_FromStringAndSize((const char *)m->topic,
                                              m->topic_len);
     else
-        items[2] = PyUnicode_DecodeUTF8((const char *)m->topic,
-                                        m->topic_len, "surrogatepass");
+        items[2] = remote_str(&st->last_topic, m->topic, m->topic_len);
     if (items[0] && items[1] && items[2])
         items[3] = psg_decode(st, m->payload, m->payload_len);
     return psg_message_steal(st, items);

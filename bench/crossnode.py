@@ -122,23 +122,21 @@ class Ours:
     started = False
     trials = 0
 
-    @classmethod
-    def available(cls) -> str | None:
-        import pubsub
-
-        if not hasattr(pubsub, "start_node"):
-            return "cluster not merged"
+    @staticmethod
+    def available() -> str | None:
         return None
 
     @classmethod
     def start(cls) -> str:
+        """Start node A once; its "host:port" for the children's seeds."""
         import pubsub
 
         if not cls.started:
-            pubsub.start_node(name="bench-a", listen="127.0.0.1:0",
-                              cookie="bench-cookie")
+            pubsub.start_node(name=f"bench-a-{os.getpid()}",
+                              listen="127.0.0.1:0", cookie="bench-cookie")
             cls.started = True
-        return pubsub.listen_address()
+        host, port = pubsub.listen_address()
+        return f"{host}:{port}"
 
     def __init__(self, mode: str, count: int) -> None:
         import pubsub
@@ -339,7 +337,7 @@ def stop() -> None:
     """Stop our node if a trial started it."""
     import pubsub
 
-    if Ours.started and hasattr(pubsub, "stop_node"):
+    if Ours.started:
         pubsub.stop_node()
         Ours.started = False
 

@@ -64,7 +64,8 @@ def run_cpubsub(col: Collector, address: str, channel: str) -> None:
                       cookie="bench-cookie", seeds=[address])
     mb = pubsub.Mailbox()
     mb.join(channel)
-    say(ready=pubsub.listen_address())
+    host, port = pubsub.listen_address()
+    say(ready=f"{host}:{port}")
     first = mb.recv(timeout=QUIET)          # the parent's probe
     say(synced=True)
     del first

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import numbers
+import weakref
 
 from . import _core
 from ._core import Empty, MailboxClosed, SlowConsumer, Timeout
@@ -30,6 +31,68 @@ def _check_timeout(timeout: float | None) -> None:
                          f"not {timeout!r}")
 
 
+_running_loop = asyncio._get_running_loop
+
+
+def _resolve(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Reader:
+    """A mailbox's descriptor registered with one event loop, kept there.
+
+    The loop holds this object through its reader callback; it holds the
+    mailbox only weakly, so a mailbox nobody else holds is still
+    collected, and its weakref callback removes the reader before the
+    mailbox's descriptor is closed (a descriptor number left in the
+    loop's selector would be mistaken for the next file to reuse it).
+    """
+
+    __slots__ = ("loop", "fd", "mailbox", "waiters")
+
+    def __init__(self, mailbox: Mailbox, loop: asyncio.AbstractEventLoop
+                 ) -> None:
+        self.loop = loop
+        self.fd = mailbox.fileno()
+        self.mailbox = weakref.ref(mailbox, self._collected)
+        self.waiters: list[asyncio.Future] = []
+        loop.add_reader(self.fd, self._ready)
+
+    def _ready(self) -> None:
+        """The descriptor is readable: reset it and wake every waiter."""
+        mailbox = self.mailbox()
+        if mailbox is None:
+            self.stop()
+            return
+        mailbox._clear_wake()
+        self.wake_all()
+        if mailbox.closed and getattr(mailbox, "_reader", None) is self:
+            # Closed from another thread (or as a slow consumer): the
+            # waiters above see MailboxClosed; nothing more will come.
+            mailbox._reader = None
+            self.stop()
+
+    def _collected(self, ref: weakref.ref) -> None:
+        # Runs in whichever thread dropped the mailbox, before its
+        # descriptor is closed.  Removing the reader must happen now, not
+        # by call_soon_threadsafe: by then the number may name another
+        # file.  epoll_ctl is thread-safe, and the selector's map is a
+        # dict changed under the GIL; a loop that had already picked the
+        # event up finds the key gone or this reader stopped.
+        self.stop()
+
+    def stop(self) -> None:
+        """Take the reader off its loop (a closed loop has none left)."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0 and not self.loop.is_closed():
+            self.loop.remove_reader(fd)
+
+    def wake_all(self) -> None:
+        for waiter in self.waiters:
+            _resolve(waiter)
+
+
 class Mailbox(_core.Mailbox):
     """Mailbox(capacity=None, overflow="drop_oldest")
 
@@ -42,7 +105,8 @@ class Mailbox(_core.Mailbox):
     mailbox as a slow consumer, so its reader gets :class:`SlowConsumer`.
     """
 
-    __slots__ = ()
+    # The event-loop reader, set by the first wait that needs one.
+    __slots__ = ("_reader",)
 
     async def arecv(self, timeout: float | None = None) -> _core.Message:
         """Await the next message.
@@ -73,22 +137,57 @@ class Mailbox(_core.Mailbox):
     async def _readable(self, loop: asyncio.AbstractEventLoop,
                         deadline: float | None) -> None:
         """Wait until the descriptor is readable or the deadline passes."""
-        fd = self.fileno()
+        reader = getattr(self, "_reader", None)
+        if reader is None or reader.loop is not loop:
+            reader = self._watch(loop)
         waiter = loop.create_future()
-
-        def wake() -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        loop.add_reader(fd, wake)
-        timer = None if deadline is None else loop.call_at(deadline, wake)
+        reader.waiters.append(waiter)
+        timer = None
+        if deadline is not None:
+            timer = loop.call_at(deadline, _resolve, waiter)
         try:
             await waiter
         finally:
-            loop.remove_reader(fd)
+            reader.waiters.remove(waiter)
             if timer is not None:
                 timer.cancel()
-        self._clear_wake()
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> _Reader:
+        """Register this mailbox's descriptor with loop, for good.
+
+        The reader stays registered while the mailbox lives, so a wait
+        costs a future and no epoll_ctl.  A reader left on another loop
+        (asyncio.run() once per test, say) is taken off it first.
+        """
+        old = getattr(self, "_reader", None)
+        if old is not None:
+            old.stop()
+        self._reader = _Reader(self, loop)
+        return self._reader
+
+    def close(self) -> None:
+        """Close the mailbox: it leaves its channels, its waiters wake with
+        :class:`MailboxClosed` and its event-loop reader is removed."""
+        super().close()
+        self._unwatch()
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _unwatch(self) -> None:
+        """Remove the loop reader now if that is safe from here.
+
+        From the loop's own thread, or while the loop is not running, it
+        goes at once; while the loop runs on another thread, the close has
+        made the descriptor readable and the reader removes itself on the
+        loop's thread when it sees the mailbox closed.
+        """
+        reader = getattr(self, "_reader", None)
+        if reader is not None and (reader.loop is _running_loop() or
+                                   not reader.loop.is_running()):
+            self._reader = None
+            reader.stop()
+            reader.wake_all()
 
     def __aiter__(self) -> Mailbox:
         return self

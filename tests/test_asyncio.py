@@ -1,7 +1,10 @@
 """Waiting for messages from asyncio: arecv() and ``async for``."""
 import asyncio
+import gc
+import os
 import threading
 import time
+import weakref
 
 import pytest
 
@@ -122,6 +125,7 @@ def test_cancelled_arecv_consumes_nothing(channel, mailbox):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert mb._reader.waiters == []     # the loop's reader kept none
         pubsub.broadcast(channel, "t", "after cancel")
         return await mb.arecv()
 
@@ -295,14 +299,156 @@ def test_many_tasks_waiting_on_one_channel_each_get_the_message(
     assert [msg.payload for msg in run(main())] == ["all"] * 200
 
 
+async def woken(mb, channel, payload):
+    """Wait in arecv until a broadcast of payload wakes it; the payload."""
+    task = await blocked(mb.arecv())
+    pubsub.broadcast(channel, "t", payload)
+    return (await task).payload
+
+
 def test_arecv_works_on_successive_event_loops(channel, mailbox):
     mb = mailbox()
     pubsub.join(channel, mb)
+    assert run(woken(mb, channel, "first")) == "first"
+    assert run(woken(mb, channel, "second")) == "second"
 
-    async def once(tag):
+
+# ---- the event-loop reader: registered once, removed with the mailbox ----
+
+def registered(loop, fd):
+    """Whether fd has a reader in loop's selector."""
+    key = loop._selector.get_map().get(fd)
+    return key is not None and key.data[0] is not None
+
+
+def count_add_reader(loop):
+    """Make loop count its add_reader calls; returns the count list."""
+    calls = []
+    add_reader = loop.add_reader
+
+    def counting(fd, callback, *args):
+        calls.append(fd)
+        return add_reader(fd, callback, *args)
+
+    loop.add_reader = counting
+    return calls
+
+
+def test_many_waits_register_the_reader_once(channel, mailbox):
+    mb = mailbox()
+    pubsub.join(channel, mb)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        calls = count_add_reader(loop)
+        for i in range(50):
+            assert await woken(mb, channel, i) == i
+            if i % 10 == 0:             # a wait that times out, too
+                with pytest.raises(pubsub.Timeout):
+                    await mb.arecv(timeout=0.001)
+        assert registered(loop, mb.fileno())
+        return calls
+
+    assert run(main()) == [mb.fileno()]
+
+
+@pytest.mark.parametrize("closer", ["loop", "with", "thread"])
+def test_closing_removes_the_reader(closer):
+    """Closed on the loop (or by leaving a with block) the reader goes at
+    once; closed from another thread it goes when the loop sees it."""
+    async def main():
+        loop = asyncio.get_running_loop()
+        mb = pubsub.Mailbox()
         task = await blocked(mb.arecv())
-        pubsub.broadcast(channel, "t", tag)
-        return (await task).payload
+        fd = mb.fileno()
+        assert registered(loop, fd)
+        if closer == "loop":
+            mb.close()
+        elif closer == "with":
+            with mb:
+                pass
+        else:
+            thread = threading.Thread(target=mb.close)
+            thread.start()
+            thread.join(10)
+        if closer != "thread":
+            assert not registered(loop, fd)
+        with pytest.raises(pubsub.MailboxClosed):
+            await task
+        assert not registered(loop, fd)
+        assert mb._reader is None
 
-    assert run(once("first")) == "first"
-    assert run(once("second")) == "second"
+    run(main())
+
+
+def test_slow_consumer_close_removes_the_reader(channel, mailbox):
+    mb = mailbox(capacity=1, overflow="close")
+    pubsub.join(channel, mb)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        with pytest.raises(pubsub.Timeout):
+            await mb.arecv(timeout=0.001)
+        fd = mb.fileno()
+        assert registered(loop, fd)
+        pubsub.broadcast(channel, "t", 1)
+        pubsub.broadcast(channel, "t", 2)       # overflows: closes it
+        assert mb.closed
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not registered(loop, fd)
+
+    run(main())
+
+
+def test_a_collected_mailbox_takes_its_reader_off_the_loop(channel):
+    async def main():
+        loop = asyncio.get_running_loop()
+        mb = pubsub.Mailbox()
+        pubsub.join(channel, mb)
+        assert await woken(mb, channel, 1) == 1
+        fd = mb.fileno()
+        assert registered(loop, fd)
+        del mb
+        gc.collect()
+        assert not registered(loop, fd)
+        # The descriptor number may now serve another file; the loop
+        # takes a reader for it without tripping on a stale entry.
+        r, w = os.pipe()
+        try:
+            loop.add_reader(r, lambda: None)
+            loop.remove_reader(r)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    run(main())
+
+
+def test_moving_to_another_loop_takes_the_reader_off_the_first(
+        channel, mailbox):
+    mb = mailbox()
+    pubsub.join(channel, mb)
+    first = asyncio.new_event_loop()
+    second = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(woken(mb, channel, 1)) == 1
+        assert registered(first, mb.fileno())
+        assert second.run_until_complete(woken(mb, channel, 2)) == 2
+        assert not registered(first, mb.fileno())
+        assert registered(second, mb.fileno())
+    finally:
+        first.close()
+        second.close()
+    mb.close()                  # its loop is closed: nothing to remove
+
+
+def test_a_mailbox_outliving_its_closed_loop_is_still_collected(channel):
+    mb = pubsub.Mailbox()
+    pubsub.join(channel, mb)
+    assert run(woken(mb, channel, 1)) == 1
+    ref = weakref.ref(mb)
+    del mb
+    gc.collect()
+    assert ref() is None
+    assert pubsub.get_local_members(channel) == []

@@ -33,8 +33,7 @@ SCENARIOS = {
 }
 
 # Rows that may say "not available" for a reason other than an install.
-MAY_BE_MISSING = {("fanout", "Redis (redis-py)"), ("cross_node", "cpubsub"),
-                  ("latency", "cpubsub"), ("cluster_sync", "cpubsub")}
+MAY_BE_MISSING = {("fanout", "Redis (redis-py)")}
 
 
 def rows(output: str) -> dict[str, list[str]]:

@@ -1,4 +1,5 @@
-"""The frame layer in C: its unit tests, and the fuzz harnesses.
+"""The frame layer and the mailbox rings in C: their unit tests, and the
+fuzz harnesses.
 
 Every harness is built by scripts/fuzz.sh (the script that also runs
 longer campaigns), replays its seed corpus, and is then fuzzed for a
@@ -39,6 +40,16 @@ def test_wire_c_unit_tests(tmp_path):
     build(["tests/c/test_wire.c", "csrc/core/ps_wire.c"], exe, "-Werror")
     run = subprocess.run([str(exe)], capture_output=True, text=True,
                          timeout=60, env=c_env())
+    assert run.returncode == 0, run.stdout
+
+
+def test_mailbox_c_unit_tests(tmp_path):
+    exe = tmp_path / "test_mailbox"
+    build(["tests/c/test_mailbox.c", "csrc/core/ps_mailbox.c",
+           "csrc/core/ps_msg.c", "csrc/core/ps_common.c", "-lcrypto",
+           "-lpthread"], exe, "-Werror")
+    run = subprocess.run([str(exe)], capture_output=True, text=True,
+                         timeout=120, env=c_env())
     assert run.returncode == 0, run.stdout
 
 

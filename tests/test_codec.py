@@ -158,6 +158,21 @@ def test_dict_key_order_is_kept():
     assert list(roundtrip(d)) == ["z", "a", 3, (1, 2)]
 
 
+def test_repeated_and_colliding_dict_keys_decode_exactly():
+    """Short ASCII keys come from a small table of recent keys: thousands
+    of distinct keys (so slots are reused and collide) and keys that must
+    bypass it (long, non-ASCII, empty) still decode to themselves."""
+    keys = [f"k{i}" for i in range(3000)] + ["x" * 32, "x" * 33, "é", ""]
+    payload = {k: i for i, k in enumerate(keys)}
+    for _ in range(3):
+        assert decode(encode(payload)) == payload
+    for k in keys:
+        (got,) = decode(encode({k: None}))
+        assert got == k and type(got) is str
+    assert decode(encode({frozenset({"ab", "cd"}): 1})) == {
+        frozenset({"ab", "cd"}): 1}
+
+
 def test_known_encoding():
     assert encode({"id": 1, "title": "hello"}) == bytes.fromhex(
         "0b02" "07026964" "0302" "07057469746c65" "070568656c6c6f")

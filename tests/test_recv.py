@@ -1,5 +1,6 @@
 """Receiving from a mailbox: blocking, with a timeout, without waiting, in
 batches, through a selector, and interrupted by close() or a signal."""
+import gc
 import selectors
 import signal
 import time
@@ -128,6 +129,33 @@ def test_recv_many_on_a_closed_mailbox_raises_mailbox_closed(mailbox):
     mb.close()
     with pytest.raises(pubsub.MailboxClosed):
         mb.recv_many()
+
+
+@pytest.mark.parametrize("gc_on", [True, False])
+@pytest.mark.parametrize("queued", ["messages", "nothing", "closed"])
+def test_recv_many_leaves_the_collector_as_it_found_it(
+        channel, mailbox, gc_on, queued):
+    """recv_many pauses the cyclic GC while it builds a batch; whatever
+    the batch's outcome, the collector is on or off as before."""
+    mb = mailbox()
+    pubsub.join(channel, mb)
+    if queued == "messages":
+        for i in range(2000):
+            pubsub.broadcast(channel, "t", {"i": [i]})
+    elif queued == "closed":
+        mb.close()
+    was = gc.isenabled()
+    (gc.enable if gc_on else gc.disable)()
+    try:
+        if queued == "closed":
+            with pytest.raises(pubsub.MailboxClosed):
+                mb.recv_many()
+        else:
+            assert len(mb.recv_many()) == (2000 if queued == "messages"
+                                           else 0)
+        assert gc.isenabled() is gc_on
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_len_counts_queued_messages(channel, mailbox):

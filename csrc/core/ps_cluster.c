@@ -1707,6 +1707,10 @@ io_main(void *arg)
         step = 5000000ull;
     ms = (int)(step / 1000000);
 
+    /* Dial the seeds now, not after the first wait: that would leave a
+     * starting node alone for up to a whole step (100 ms). */
+    last_tick = ps_now_ns();
+    tick(last_tick);
     while (atomic_load(&cl.running)) {
         int n = epoll_wait(cl.epfd, evs, MAX_EVENTS, ms);
         uint64_t now;

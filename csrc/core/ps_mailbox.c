@@ -187,13 +187,30 @@ ps_mailbox_push(ps_mailbox *mb, void *item, void **dropped)
     return 0;
 }
 
-/* Owner: move the remote ring behind the owner ring. */
+/*
+ * Owner: move the remote ring behind the owner ring.  An empty owner ring
+ * (the usual case when the remote side is busy) trades places with the
+ * remote ring: a pointer swap under the lock however long the backlog.
+ */
 static void
 splice_remote(ps_mailbox *mb)
 {
     uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
 
     spin_lock(mb);
+    if (len == 0) {
+        void **ring = mb->ring;
+        uint32_t mask = mb->ring_mask;
+
+        len = atomic_load_explicit(&mb->rlen, memory_order_relaxed);
+        mb->ring = mb->rring;
+        mb->ring_mask = mb->rring_mask;
+        mb->head = mb->rhead;
+        mb->rring = ring;
+        mb->rring_mask = ring ? mask : 0;
+        mb->rhead = 0;
+        atomic_store_explicit(&mb->rlen, 0, memory_order_relaxed);
+    }
     while (atomic_load_explicit(&mb->rlen, memory_order_relaxed) > 0) {
         if ((mb->ring == NULL || len > mb->ring_mask) &&
             ring_grow(&mb->ring, &mb->ring_mask, &mb->head, len) != 0)
@@ -203,21 +220,39 @@ splice_remote(ps_mailbox *mb)
     }
     spin_unlock(mb);
     atomic_store_explicit(&mb->len, len, memory_order_relaxed);
+    mb->until_splice = len;
 }
 
+/*
+ * The remote ring is spliced in when the owner ring is empty, or once the
+ * owner has popped everything that was queued at the previous splice:
+ * remote items wait behind at most one owner ring's worth of local ones
+ * (there is no order between senders to keep, only fairness), and a
+ * consumer draining a remote backlog takes the lock once per backlog
+ * instead of once per message while the I/O thread keeps pushing.
+ */
 void *
 ps_mailbox_pop(ps_mailbox *mb)
 {
     void *item;
+    uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
 
-    if (atomic_load_explicit(&mb->rlen, memory_order_relaxed) > 0)
+    if ((len == 0 || mb->until_splice == 0) &&
+        atomic_load_explicit(&mb->rlen, memory_order_relaxed) > 0) {
         splice_remote(mb);
-    if (atomic_load_explicit(&mb->len, memory_order_relaxed) == 0)
+        len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+    }
+    if (len == 0)
         return NULL;
 
     item = take_front(mb);
-    if (atomic_load_explicit(&mb->len, memory_order_relaxed) == 0 &&
-        mb->ring_mask >= RING_KEEP) {
+    if (mb->until_splice > 0)
+        mb->until_splice--;
+    /* A drained ring above RING_KEEP is freed so idle mailboxes stay
+     * small, unless remote items are already waiting: the next splice
+     * hands it to the remote side instead of growing one from nothing. */
+    if (len == 1 && mb->ring_mask >= RING_KEEP &&
+        atomic_load_explicit(&mb->rlen, memory_order_relaxed) == 0) {
         free(mb->ring);
         mb->ring = NULL;
         mb->ring_mask = 0;

@@ -57,6 +57,7 @@ typedef struct ps_mailbox {
     uint32_t ring_mask;         /* capacity - 1, ring is a power of two */
     uint32_t head;
     _Atomic uint32_t len;       /* read by the I/O thread for the bound */
+    uint32_t until_splice;      /* pops left before the next splice */
 
     /* Remote side, under rlock. */
     atomic_flag rlock;

@@ -566,6 +566,54 @@ dec_blob(dec *d, uint8_t tag, const uint8_t **p, size_t *n)
     return 0;
 }
 
+/* Keys up to this many bytes go through the key cache. */
+#define KEY_CACHE_MAXLEN 32
+
+static PyObject *dec_str(dec *d);
+
+/*
+ * A str that is a dict key (or set member).  Payloads of one kind repeat
+ * their keys, so a short ASCII key comes from a small table of the keys
+ * decoded lately, by a hash of its bytes: the same str each time, its
+ * hash already computed for the dict insert.  Other keys, and a miss,
+ * decode as any str; a miss then takes the slot.
+ */
+static PyObject *
+dec_key_str(dec *d)
+{
+    size_t start = d->r.pos;
+    const uint8_t *p;
+    size_t n;
+    uint32_t h = 2166136261u;
+    PyObject **slot, *s;
+
+    if (dec_blob(d, PS_TAG_STR, &p, &n) < 0)
+        return NULL;
+    if (n == 0 || n > KEY_CACHE_MAXLEN)
+        goto plain;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] & 0x80)
+            goto plain;
+        h = (h ^ p[i]) * 16777619u;
+    }
+    slot = &d->st->key_cache[h & (PSG_KEY_CACHE - 1)];
+    s = *slot;
+    if (s != NULL && PyUnicode_GET_LENGTH(s) == (Py_ssize_t)n &&
+        memcmp(PyUnicode_DATA(s), p, n) == 0)
+        return Py_NewRef(s);
+    s = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, p, (Py_ssize_t)n);
+    if (s == NULL || PyObject_Hash(s) == -1) {
+        Py_XDECREF(s);
+        return NULL;
+    }
+    Py_XSETREF(*slot, Py_NewRef(s));
+    return s;
+
+plain:
+    d->r.pos = start;
+    return dec_str(d);
+}
+
 static PyObject *
 dec_int(dec *d)
 {
@@ -837,7 +885,7 @@ dec_value(dec *d, unsigned depth, int key)
     case PS_TAG_FLOAT:
         return dec_float(d);
     case PS_TAG_STR:
-        return dec_str(d);
+        return key ? dec_key_str(d) : dec_str(d);
     case PS_TAG_BYTES:
         return dec_bytes(d);
     case PS_TAG_EXT:

@@ -35,6 +35,13 @@ typedef struct ps_state {
     PyObject *dec_hook;         /* app decoder for them, or NULL */
     PyObject *default_scope;
     PyObject *str_join, *str_leave, *str_nodeup, *str_nodedown;
+    /* The channel and topic of the last message from another node: the
+     * next one usually has the same, and reuses them undecoded. */
+    PyObject *last_channel, *last_topic;
+    /* Short ASCII dict keys decoded lately, by a hash of their bytes:
+     * payloads of one kind repeat their keys (codec.c, dec_key_str). */
+#define PSG_KEY_CACHE 256
+    PyObject *key_cache[PSG_KEY_CACHE];
 } ps_state;
 
 typedef struct MailboxObject {

@@ -201,7 +201,7 @@ core_exec(PyObject *m)
     X(MailboxClosed) X(SlowConsumer) X(Timeout) X(CodecError)             \
     X(ProtocolError) X(PeerLost) X(enc_hook) X(dec_hook)                  \
     X(default_scope) X(str_join) X(str_leave) X(str_nodeup)               \
-    X(str_nodedown)
+    X(str_nodedown) X(last_channel) X(last_topic)
 
 static int
 core_traverse(PyObject *m, visitproc visit, void *arg)
@@ -211,6 +211,8 @@ core_traverse(PyObject *m, visitproc visit, void *arg)
 #define VISIT(f) Py_VISIT(st->f);
     STATE_OBJECTS(VISIT)
 #undef VISIT
+    for (int i = 0; i < PSG_KEY_CACHE; i++)
+        Py_VISIT(st->key_cache[i]);
     return 0;
 }
 
@@ -222,6 +224,8 @@ core_clear(PyObject *m)
 #define CLEAR(f) Py_CLEAR(st->f);
     STATE_OBJECTS(CLEAR)
 #undef CLEAR
+    for (int i = 0; i < PSG_KEY_CACHE; i++)
+        Py_CLEAR(st->key_cache[i]);
     return 0;
 }
 

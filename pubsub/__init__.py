@@ -62,6 +62,16 @@ from .cluster import (
 from .mailbox import Mailbox
 from .worker import Worker
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("cpubsub")
+    except PackageNotFoundError:    # imported from a source tree
+        return "unknown"
+
+
+__version__ = _installed_version()
+
 join = default_scope.join
 leave = default_scope.leave
 broadcast = default_scope.broadcast

@@ -63,8 +63,10 @@ DEFAULT_MAX_QUEUE = 64 * 1024 * 1024
 def parse_address(text: str, what: str = "address") -> tuple[str, int]:
     """Split ``"host:port"`` (``"[v6]:port"`` for IPv6) into its parts."""
     host, sep, port = text.strip().rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
+    if not sep or not host or not port.isdigit():
         raise ValueError(f"{what} must be 'host:port', not {text!r}")
+    if int(port) > 65535:
+        raise ValueError(f"{what} port must be 0 to 65535, not {port}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port)

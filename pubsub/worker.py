@@ -48,6 +48,13 @@ _STOP = object()
 _STOP_TOPIC = b"pubsub.worker.stop"
 
 
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:        # no running loop in this thread
+        return None
+
+
 class Worker:
     """A mailbox plus the loop that feeds its messages to a handler."""
 
@@ -99,7 +106,17 @@ class Worker:
 
         Past the timeout (or when the mailbox is full and refuses the stop
         request) the mailbox is closed, dropping what is still queued.
+
+        A worker running as an asyncio task cannot be waited for here: its
+        stop request is queued behind what it received and the call
+        returns at once (``await worker.astop()`` waits).
         """
+        task = self._task
+        if task is not None and not task.done():
+            if task is not _current_task():
+                if not self._request_stop():
+                    self.mailbox.close()
+                return
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             if not self._request_stop():

@@ -1,4 +1,5 @@
 """The package's public surface."""
+import importlib.metadata
 import types
 
 import pubsub
@@ -68,3 +69,4 @@ def test_mailbox_is_the_package_subclass():
 def test_max_channel_is_exported():
     assert pubsub.MAX_CHANNEL == pubsub._core.MAX_CHANNEL
     assert pubsub.MAX_JOINS == 1024
+    assert pubsub.__version__ == importlib.metadata.version("cpubsub")

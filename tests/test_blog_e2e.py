@@ -349,6 +349,8 @@ def test_two_clustered_instances_share_one_feed(tmp_path):
         # Remote joins reach A one link round trip later: B's indexer and
         # B's feed socket must both be members of "posts" as A sees it.
         wait_until(lambda: remote_members(a, "posts") == 2)
+        assert a.ok("GET", "/stats")["node"] == "blog_a"
+        assert b.ok("GET", "/stats")["node"] == "blog_b"
 
         post = new_post(a, "Made on A", "seen on B")
         assert recv_json(feed_on_b) == feed_event("posts", "post_created", post)

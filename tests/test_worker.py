@@ -585,3 +585,26 @@ def test_async_init_that_raises_ends_the_task_and_closes_the_mailbox(
     worker = run(main())
     assert worker.mailbox.closed
     assert pubsub.get_members(channel) == []
+
+
+def test_sync_stop_of_an_async_worker_handles_what_is_queued(channel):
+    handled = []
+
+    class Collector(pubsub.Worker):
+        channels = (channel,)
+
+        def handle_message(self, msg):
+            handled.append(msg.payload)
+
+    async def main():
+        worker = Collector()
+        task = worker.start_task()
+        for i in range(3):
+            pubsub.broadcast(channel, "t", i)
+        worker.stop()                   # from the loop, outside the task
+        await task
+        return worker
+
+    worker = run(main())
+    assert handled == [0, 1, 2]
+    assert worker.mailbox.closed

@@ -36,7 +36,7 @@
     X(PS_ENOPEER,    -19, "no connection to that node")                     \
     X(PS_EBUSY,      -20, "already running")                                \
     X(PS_EJOINS,     -21, "mailbox already joined that channel "            \
-                          "1024 times, the limit (PS_MAX_JOINS)")
+                          "1024 times, the limit (pubsub.MAX_JOINS)")
 
 enum ps_error {
 #define PS_X_ENUM(name, value, msg) name = value,

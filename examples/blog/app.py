@@ -75,9 +75,10 @@ def _start_node():
     global _node
     if _node is not None:
         return
-    _node = pubsub.start_node_from_env()
-    if _node is not None:
-        log.info("pubsub node started: %s", _node)
+    address = pubsub.start_node_from_env()
+    if address is not None:
+        _node = pubsub.node_name()
+        log.info("pubsub node %s listening on %s:%d", _node, *address)
 
 
 # -- helpers -----------------------------------------------------------------
@@ -223,7 +224,7 @@ async def stats(request):
     """
     channels = sorted(set(pubsub.which_channels()) | {events.POSTS, events.COMMENTS})
     return JSONResponse({
-        "node": None if _node is None else str(_node),
+        "node": _node,
         "channels": {
             channel: {
                 "members": len(pubsub.get_members(channel)),

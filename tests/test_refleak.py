@@ -143,6 +143,22 @@ def test_broadcast_and_recv(box, channel):
     assert_flat(op)
 
 
+def test_broadcast_to_a_bounded_mailbox_below_its_capacity(box, channel):
+    """The same channel str each time (the cached path), a bounded member
+    that never overflows: the room reserved for a drop is given back."""
+    mb = box(capacity=8, overflow="close")
+    mb.join(channel)
+    other = box(capacity=8)
+    other.join(channel)
+
+    def op(i):
+        pubsub.broadcast(channel, "t", i)
+        assert mb.recv_nowait().payload == i
+        assert other.recv_nowait().payload == i
+
+    assert_flat(op)
+
+
 def test_recv_many_and_empty(box, channel):
     mb = box()
     mb.join(channel)

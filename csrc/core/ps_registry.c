@@ -450,11 +450,51 @@ notify(ps_registry *reg, ps_channel *c, const char *ch, size_t len,
 
 /* ---- fan-out bag ---- */
 
+/* Room for one more pointer in a bag's array, whose first
+ * PS_FANOUT_INLINE slots are inl. */
+static int
+bag_grow(void ***v, void **inl, uint32_t n, uint32_t *cap)
+{
+    void **nv;
+
+    if (n < *cap)
+        return 0;
+    if (*v == NULL) {
+        *v = inl;
+        *cap = PS_FANOUT_INLINE;
+        return 0;
+    }
+    if (*cap > UINT32_MAX / 2)
+        return PS_ENOMEM;
+    nv = malloc(sizeof *nv * *cap * 2);
+    if (nv == NULL)
+        return PS_ENOMEM;
+    memcpy(nv, *v, sizeof *nv * n);
+    if (*v != inl)
+        free(*v);
+    *v = nv;
+    *cap *= 2;
+    return 0;
+}
+
+static int
+bag_grow_dropped(ps_fanout *f)
+{
+    return bag_grow(&f->dropped, f->dropped_inline, f->ndropped,
+                    &f->capdropped);
+}
+
+static int
+bag_grow_slow(ps_fanout *f)
+{
+    return bag_grow((void ***)&f->slow, (void **)f->slow_inline, f->nslow,
+                    &f->capslow);
+}
+
 int
 ps_fanout_add_dropped(ps_fanout *f, void *item)
 {
-    if (grow((void **)&f->dropped, f->ndropped, &f->capdropped,
-             sizeof *f->dropped) != 0)
+    if (bag_grow_dropped(f) != 0)
         return PS_ENOMEM;
     f->dropped[f->ndropped++] = item;
     return 0;
@@ -467,7 +507,7 @@ ps_fanout_add_slow(ps_fanout *f, ps_mailbox *mb)
         if (f->slow[i] == mb)
             return 0;
     }
-    if (grow((void **)&f->slow, f->nslow, &f->capslow, sizeof *f->slow))
+    if (bag_grow_slow(f) != 0)
         return PS_ENOMEM;
     f->slow[f->nslow++] = mb;
     return 0;
@@ -476,9 +516,7 @@ ps_fanout_add_slow(ps_fanout *f, ps_mailbox *mb)
 int
 ps_fanout_reserve(ps_fanout *f)
 {
-    if (grow((void **)&f->dropped, f->ndropped, &f->capdropped,
-             sizeof *f->dropped) != 0 ||
-        grow((void **)&f->slow, f->nslow, &f->capslow, sizeof *f->slow))
+    if (bag_grow_dropped(f) != 0 || bag_grow_slow(f) != 0)
         return PS_ENOMEM;
     return 0;
 }
@@ -486,9 +524,13 @@ ps_fanout_reserve(ps_fanout *f)
 void
 ps_fanout_fini(ps_fanout *f)
 {
-    free(f->dropped);
-    free(f->slow);
-    memset(f, 0, sizeof *f);
+    if (f->dropped != f->dropped_inline)
+        free(f->dropped);
+    if (f->slow != f->slow_inline)
+        free(f->slow);
+    f->dropped = NULL;
+    f->slow = NULL;
+    f->ndropped = f->capdropped = f->nslow = f->capslow = 0;
 }
 
 /* ---- the pid table ---- */

@@ -84,11 +84,21 @@ typedef struct ps_channel {
  * released by the glue, since that may run code) and mailboxes that turned
  * slow and must be closed.  Zero-initialise; ps_fanout_fini frees arrays.
  */
+/*
+ * What a fan-out leaves to finish once the lock is released.  The first
+ * few entries live in the bag itself: a broadcast to bounded mailboxes
+ * reserves room before every push, and must not pay an allocation for
+ * it.  Used in place (never copied), and ps_fanout_fini'd.
+ */
+#define PS_FANOUT_INLINE 4
+
 typedef struct ps_fanout {
     void **dropped;
     uint32_t ndropped, capdropped;
     ps_mailbox **slow;
     uint32_t nslow, capslow;
+    void *dropped_inline[PS_FANOUT_INLINE];
+    ps_mailbox *slow_inline[PS_FANOUT_INLINE];
 } ps_fanout;
 
 void ps_fanout_fini(ps_fanout *f);

@@ -401,8 +401,7 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
         if (c != NULL && c->n > 0 &&
             deliver(self, c, a, sender, NULL, 0, &f) < 0)
             return NULL;
-        if (f.ndropped || f.nslow)
-            psg_fanout_finish(&f);
+        psg_fanout_finish(&f);
         Py_RETURN_NONE;
     }
 
@@ -447,10 +446,7 @@ broadcast(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
             rc = PS_ENOMEM;
     }
     Py_XDECREF(keep);
-    if (f.ndropped || f.nslow)
-        psg_fanout_finish(&f);
-    else
-        ps_fanout_fini(&f);     /* room reserved for a bounded member */
+    psg_fanout_finish(&f);
     if (rc != 0 && rc != PS_ENOPEER)
         return psg_raise(self->st, rc, "broadcast");
     Py_RETURN_NONE;

@@ -114,13 +114,11 @@ class Worker:
         task = self._task
         if task is not None and not task.done():
             if task is not _current_task():
-                if not self._request_stop():
-                    self.mailbox.close()
+                self._request_stop()
                 return
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            if not self._request_stop():
-                self.mailbox.close()
+            self._request_stop()
             thread.join(timeout)
         self.mailbox.close()
 
@@ -133,6 +131,8 @@ class Worker:
                 except MailboxClosed as exc:
                     self._closed(exc)
                     break
+                except (OSError, MemoryError):
+                    raise           # about the process, not one message
                 except Exception:
                     self._lost()
                     continue
@@ -163,8 +163,7 @@ class Worker:
         """Handle what is queued, then stop the task of start_task."""
         task = self._task
         if task is not None and task is not asyncio.current_task():
-            if not self._request_stop():
-                self.mailbox.close()
+            self._request_stop()
             await task
         self.mailbox.close()
 
@@ -177,6 +176,8 @@ class Worker:
                 except MailboxClosed as exc:
                     self._closed(exc)
                     break
+                except (OSError, MemoryError):
+                    raise           # about the process, not one message
                 except Exception:
                     self._lost()
                     continue
@@ -194,19 +195,26 @@ class Worker:
 
     # ---- both ----
 
-    def _request_stop(self) -> bool:
-        """Queue the stop request; False when the mailbox refused it.
+    def _request_stop(self) -> None:
+        """Queue the stop request behind what was received, or, when the
+        mailbox cannot take it, close the mailbox (dropping the queue).
 
-        A full drop_newest mailbox drops the request itself (a drop
-        counted meanwhile makes this report a refusal too, which only
-        costs the queued messages); the caller then closes the mailbox.
+        A full bounded mailbox cannot take it without dropping (the
+        oldest message, or the request itself) or closing as a slow
+        consumer, so it is closed at once.  A drop_newest mailbox that
+        fills meanwhile drops the request: a drop counted during the
+        send counts as a refusal too.
         """
         mb = self.mailbox
         if mb.closed:
-            return False
+            return
+        if mb.capacity is not None and len(mb) >= mb.capacity:
+            mb.close()
+            return
         dropped = mb.dropped
         send(mb.pid, _STOP_TOPIC, _STOP)
-        return mb.overflow != "drop_newest" or mb.dropped == dropped
+        if mb.overflow == "drop_newest" and mb.dropped != dropped:
+            mb.close()
 
     @staticmethod
     def _is_stop(msg: Message) -> bool:

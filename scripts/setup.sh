@@ -30,7 +30,7 @@ install_missing() {
     done
     [ ${#missing[@]} -gt 0 ] || return 0
     apt_update_once
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
         "${missing[@]}"
 }
 

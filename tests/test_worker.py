@@ -407,9 +407,9 @@ def test_async_worker_cannot_be_started_twice(channel):
     run(main())
 
 
-@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest", "close"])
 def test_stop_returns_when_the_mailbox_is_full(
-        overflow, channel, call_in_thread):
+        overflow, channel, call_in_thread, caplog):
     handling, gate = threading.Event(), threading.Event()
 
     class Full(pubsub.Worker):
@@ -427,12 +427,17 @@ def test_stop_returns_when_the_mailbox_is_full(
     pubsub.broadcast(channel, "t", 1)
     pubsub.broadcast(channel, "t", 2)
     assert len(worker.mailbox) == 2
+    dropped = worker.mailbox.dropped
     stopper = call_in_thread(lambda: worker.stop())
     gate.set()
     result, error = stopper.outcome(timeout=10)
     assert error is None
     assert worker.mailbox.closed
     assert not worker._thread.is_alive()
+    # Stopping closed it; nothing was pushed into the full mailbox, so
+    # nothing more was dropped and it was not taken for a slow consumer.
+    assert worker.mailbox.dropped == dropped
+    assert "slow consumer" not in caplog.text
 
 
 @pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])

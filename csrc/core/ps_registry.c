@@ -368,17 +368,6 @@ ps_registry_name(const ps_registry *reg, uint32_t *len)
     return reg->name;
 }
 
-ps_registry *
-ps_registry_first(void)
-{
-    return scopes;
-}
-
-ps_registry *
-ps_registry_next(ps_registry *reg)
-{
-    return reg->next;
-}
 
 /* ---- events ---- */
 
@@ -1064,29 +1053,19 @@ remote_maybe_free(ps_registry *reg, ps_channel *c)
 #define REMOTE_COUNT_MAX    ((uint32_t)PS_MAX_JOINS)
 
 /*
- * At most this many join or leave events are sent for one change, which
- * is as many as a pid can have joins: a SYNC claiming 2^31 joins could
- * otherwise keep the I/O thread busy for seconds.
+ * Tell watchers about |delta| joins or leaves of (node, id): one event
+ * each, at most REMOTE_COUNT_MAX of them since no count exceeds it.
  */
-#define EVENTS_MAX          PS_MAX_JOINS
-
-/* Tell watchers about |delta| joins or leaves of (node, id). */
 static void
 remote_notify(ps_registry *reg, const char *ch, size_t len, ps_node *node,
               uint64_t id, int64_t delta)
 {
-    ps_channel *lc;
+    ps_channel *lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
     const char *topic = delta > 0 ? "join" : "leave";
-    int64_t n = delta > 0 ? delta : -delta;
 
-    if (reg->swatch.n == 0) {
-        lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
-        if (lc == NULL || lc->nwatch == 0)
-            return;
-    } else {
-        lc = ctab_find(&reg->local, ps_hash(ch, len), ch, len);
-    }
-    for (n = n < EVENTS_MAX ? n : EVENTS_MAX; n > 0; n--)
+    if (reg->swatch.n == 0 && (lc == NULL || lc->nwatch == 0))
+        return;
+    for (int64_t n = delta > 0 ? delta : -delta; n > 0; n--)
         notify(reg, lc, ch, len, topic, node, id, NULL);
 }
 

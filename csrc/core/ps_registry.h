@@ -158,11 +158,6 @@ ps_registry *ps_registry_scope_find(const char *name, size_t len,
 /* The scope's name (not NUL-terminated) and its length. */
 const char *ps_registry_name(const ps_registry *reg, uint32_t *len);
 
-/* Every scope, in creation order.  Lock held by the caller, who must not
- * free a scope (e.g. by emptying it) while it walks. */
-ps_registry *ps_registry_first(void);
-ps_registry *ps_registry_next(ps_registry *reg);
-
 /*
  * Owner side: enter a new mailbox in the pid table (so ps_registry_mailbox
  * finds it) / remove it, leaving every channel and watch on the way.

@@ -1146,8 +1146,7 @@ on_bcast(peer *p, const uint8_t *body, size_t len)
                         (uint32_t)b.topic.len, b.payload.p,
                         (uint32_t)b.payload.len);
     if (m != NULL)
-        ps_registry_deliver_remote(reg, (const char *)b.channel.p,
-                                   b.channel.len, m);
+        ps_registry_deliver_remote(c, m);
     ps_registry_unlock();
     if (m != NULL)
         ps_rmsg_decref(m);

@@ -1206,10 +1206,8 @@ ps_registry_remote_nodes(ps_registry *reg, const char *ch, size_t len,
 }
 
 uint32_t
-ps_registry_deliver_remote(ps_registry *reg, const char *ch, size_t len,
-                           ps_rmsg *m)
+ps_registry_deliver_remote(ps_channel *c, ps_rmsg *m)
 {
-    ps_channel *c = ps_registry_find(reg, ch, len);
     uint32_t n = 0;
 
     for (uint32_t i = 0; c != NULL && i < c->n; i++) {

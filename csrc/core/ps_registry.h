@@ -245,11 +245,11 @@ uint32_t ps_registry_remote_nodes(ps_registry *reg, const char *ch,
                                   size_t len, ps_node **out, uint32_t max);
 
 /*
- * Lock held, I/O thread: deliver m to every local member of the channel
- * through their remote side.  Returns how many received it.
+ * Lock held, I/O thread: deliver m to every member of local channel c
+ * (found with ps_registry_find; NULL delivers nothing) through their
+ * remote side.  Returns how many received it.
  */
-uint32_t ps_registry_deliver_remote(ps_registry *reg, const char *ch,
-                                    size_t len, ps_rmsg *m);
+uint32_t ps_registry_deliver_remote(ps_channel *c, ps_rmsg *m);
 
 /*
  * Owner side: watch node up/down events (ps_registry_node_event) / stop.

@@ -105,7 +105,7 @@ produce(void *arg)
                 p->closed_seen = 1;
         } else {
             ps_registry_lock();
-            ps_registry_deliver_remote(p->reg, "c", 1, m);
+            ps_registry_deliver_remote(ps_registry_find(p->reg, "c", 1), m);
             ps_registry_unlock();
         }
         ps_rmsg_decref(m);

@@ -400,17 +400,6 @@ cluster_connect(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The C mailbox of a Mailbox argument, or NULL with TypeError. */
-static ps_mailbox *
-mailbox_arg(ps_state *st, PyObject *obj)
-{
-    if (!PyObject_TypeCheck(obj, st->Mailbox)) {
-        PyErr_Format(PyExc_TypeError, "mailbox must be a Mailbox, not "
-                     "%.100s", Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    return &((MailboxObject *)obj)->mb;
-}
 
 /*
  * monitor_nodes(mailbox) -> None: each time a link to a node comes up or
@@ -421,14 +410,12 @@ static PyObject *
 cluster_monitor_nodes(PyObject *module, PyObject *obj)
 {
     ps_state *st = psg_state(module);
-    ps_mailbox *mb = mailbox_arg(st, obj);
+    MailboxObject *mb = psg_mailbox_arg(st, obj, "mailbox", 1);
     int rc;
 
     if (mb == NULL)
         return NULL;
-    if (atomic_load(&mb->state) != PS_MB_OPEN)
-        return psg_raise(st, PS_ECLOSED, "monitor_nodes");
-    rc = ps_registry_watch_nodes(mb);
+    rc = ps_registry_watch_nodes(&mb->mb);
     if (rc != 0)
         return psg_raise(st, rc, "monitor_nodes");
     Py_RETURN_NONE;
@@ -438,11 +425,12 @@ cluster_monitor_nodes(PyObject *module, PyObject *obj)
 static PyObject *
 cluster_demonitor_nodes(PyObject *module, PyObject *obj)
 {
-    ps_mailbox *mb = mailbox_arg(psg_state(module), obj);
+    MailboxObject *mb = psg_mailbox_arg(psg_state(module), obj, "mailbox",
+                                        0);
 
     if (mb == NULL)
         return NULL;
-    return PyBool_FromLong(ps_registry_unwatch_nodes(mb) == 0);
+    return PyBool_FromLong(ps_registry_unwatch_nodes(&mb->mb) == 0);
 }
 
 /* cluster_stats() -> dict[str, int]: the transport's counters. */

@@ -144,6 +144,11 @@ PyObject *psg_scope_leave(ScopeObject *sc, PyObject *channel,
 /* A str for the UTF-8 bytes of a channel name (surrogates pass). */
 PyObject *psg_channel_str(const char *name, size_t len);
 
+/* obj as a Mailbox, or NULL with TypeError naming it what; with open
+ * set, MailboxClosed when it is closed.  (scope.c) */
+MailboxObject *psg_mailbox_arg(ps_state *st, PyObject *obj,
+                               const char *what, int open);
+
 /* ---- codec.c ---- */
 
 /*

@@ -103,8 +103,8 @@ psg_channel_str(const char *name, size_t len)
     return PyUnicode_DecodeUTF8(name, (Py_ssize_t)len, "surrogatepass");
 }
 
-static MailboxObject *
-mailbox_arg(ps_state *st, PyObject *obj, const char *what, int open)
+MailboxObject *
+psg_mailbox_arg(ps_state *st, PyObject *obj, const char *what, int open)
 {
     MailboxObject *mb;
 
@@ -173,7 +173,7 @@ Scope_join(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
 
     if (parse("join", args, nargs, kwnames, names, 2, a) < 0)
         return NULL;
-    mb = mailbox_arg(self->st, a[1], "mailbox", 0);
+    mb = psg_mailbox_arg(self->st, a[1], "mailbox", 0);
     return mb ? psg_scope_join(self, a[0], mb) : NULL;
 }
 
@@ -187,7 +187,7 @@ Scope_leave(ScopeObject *self, PyObject *const *args, Py_ssize_t nargs,
 
     if (parse("leave", args, nargs, kwnames, names, 2, a) < 0)
         return NULL;
-    mb = mailbox_arg(self->st, a[1], "mailbox", 0);
+    mb = psg_mailbox_arg(self->st, a[1], "mailbox", 0);
     return mb ? psg_scope_leave(self, a[0], mb) : NULL;
 }
 
@@ -746,7 +746,7 @@ watch_args(ScopeObject *self, const char *fname, PyObject *const *args,
 
     if (parse(fname, args, nargs, kwnames, names, 1, a) < 0)
         return NULL;
-    mb = mailbox_arg(self->st, a[0], "mailbox", open);
+    mb = psg_mailbox_arg(self->st, a[0], "mailbox", open);
     if (mb == NULL)
         return NULL;
     *chobj = a[1];

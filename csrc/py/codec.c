@@ -598,8 +598,7 @@ dec_key_str(dec *d)
     }
     slot = &d->st->key_cache[h & (PSG_KEY_CACHE - 1)];
     s = *slot;
-    if (s != NULL && PyUnicode_GET_LENGTH(s) == (Py_ssize_t)n &&
-        memcmp(PyUnicode_DATA(s), p, n) == 0)
+    if (psg_ascii_is(s, p, n))
         return Py_NewRef(s);
     s = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, p, (Py_ssize_t)n);
     if (s == NULL || PyObject_Hash(s) == -1) {

@@ -9,6 +9,8 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include <string.h>
 #include <structmember.h>
 
 #include "ps_common.h"
@@ -143,6 +145,15 @@ PyObject *psg_scope_leave(ScopeObject *sc, PyObject *channel,
                           MailboxObject *mb);
 /* A str for the UTF-8 bytes of a channel name (surrogates pass). */
 PyObject *psg_channel_str(const char *name, size_t len);
+
+/* 1 when s, a cached str holding only ASCII (or NULL), spells the n
+ * bytes at p: the decoders then hand out s again instead of a new str. */
+static inline int
+psg_ascii_is(PyObject *s, const uint8_t *p, size_t n)
+{
+    return s != NULL && PyUnicode_GET_LENGTH(s) == (Py_ssize_t)n &&
+           memcmp(PyUnicode_DATA(s), p, n) == 0;
+}
 
 /* obj as a Mailbox, or NULL with TypeError naming it what; with open
  * set, MailboxClosed when it is closed.  (scope.c) */

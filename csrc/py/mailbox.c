@@ -116,9 +116,7 @@ remote_str(PyObject **last, const uint8_t *s, uint32_t len)
 {
     PyObject *o = *last;
 
-    if (o != NULL && PyUnicode_IS_COMPACT_ASCII(o) &&
-        PyUnicode_GET_LENGTH(o) == (Py_ssize_t)len &&
-        memcmp(PyUnicode_DATA(o), s, len) == 0)
+    if (psg_ascii_is(o, s, len))
         return Py_NewRef(o);
     o = PyUnicode_DecodeUTF8((const char *)s, (Py_ssize_t)len,
                              "surrogatepass");

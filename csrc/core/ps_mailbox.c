@@ -110,28 +110,30 @@ count_drop(ps_mailbox *mb)
     atomic_fetch_add_explicit(&mb->dropped, 1, memory_order_relaxed);
 }
 
-/* Owner: remove and return the oldest owner-ring item; len must be > 0. */
-static void *
-take_front(ps_mailbox *mb)
+/* Remove and return the oldest item of a ring holding *len > 0 items. */
+static inline void *
+ring_pop(void **ring, uint32_t *head, uint32_t mask, _Atomic uint32_t *len)
 {
-    uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
-    void *item = mb->ring[mb->head];
+    void *item = ring[*head];
 
-    mb->head = (mb->head + 1) & mb->ring_mask;
-    atomic_store_explicit(&mb->len, len - 1, memory_order_relaxed);
+    *head = (*head + 1) & mask;
+    atomic_store_explicit(len, atomic_load_explicit(len,
+                          memory_order_relaxed) - 1, memory_order_relaxed);
     return item;
 }
 
-/* Remote ring: remove the oldest item; rlock held, rlen > 0. */
+/* Owner: the oldest owner-ring item; len must be > 0. */
+static void *
+take_front(ps_mailbox *mb)
+{
+    return ring_pop(mb->ring, &mb->head, mb->ring_mask, &mb->len);
+}
+
+/* Remote ring: the oldest item; rlock held, rlen > 0. */
 static void *
 rtake_front(ps_mailbox *mb)
 {
-    uint32_t rlen = atomic_load_explicit(&mb->rlen, memory_order_relaxed);
-    void *item = mb->rring[mb->rhead];
-
-    mb->rhead = (mb->rhead + 1) & mb->rring_mask;
-    atomic_store_explicit(&mb->rlen, rlen - 1, memory_order_relaxed);
-    return item;
+    return ring_pop(mb->rring, &mb->rhead, mb->rring_mask, &mb->rlen);
 }
 
 int

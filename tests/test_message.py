@@ -1,4 +1,6 @@
 """The Message tuple: its fields, unpacking, indexing and matching."""
+import pytest
+
 import pubsub
 
 
@@ -127,3 +129,21 @@ def test_channel_field_is_the_broadcast_channel_str(channel, mailbox):
     msg = _one(channel, mailbox)
     assert type(msg.channel) is str
     assert msg.channel == channel
+
+
+def test_message_built_by_hand_takes_the_delivered_shapes(mailbox):
+    pid = mailbox().pid
+    assert pubsub.Message("c", pid, "t", 1) == ("c", pid, "t", 1)
+    assert pubsub.Message(None, None, b"t", None) == (None, None, b"t", None)
+
+
+@pytest.mark.parametrize("args, field", [
+    ((1, None, "t", None), "channel must be str or None, not int"),
+    ((b"c", None, "t", None), "channel must be str or None, not bytes"),
+    (("c", "node@x", "t", None), "sender must be a Pid or None, not str"),
+    (("c", None, 7, None), "topic must be str or bytes, not int"),
+    (("c", None, None, None), "topic must be str or bytes, not NoneType"),
+])
+def test_message_built_by_hand_refuses_other_shapes(args, field):
+    with pytest.raises(TypeError, match=field):
+        pubsub.Message(*args)

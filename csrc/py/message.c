@@ -96,6 +96,20 @@ Message_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         !PyArg_ParseTupleAndKeywords(args, kw, "OOOO:Message", kwlist,
                                      &a[0], &a[1], &a[2], &a[3]))
         return NULL;
+    /* The same shapes a mailbox receives, so code that matches on a
+     * Message it built (tests, replays) sees what delivery would give. */
+    if (a[0] != Py_None && !PyUnicode_Check(a[0]))
+        return PyErr_Format(PyExc_TypeError,
+                            "Message channel must be str or None, not %.100s",
+                            Py_TYPE(a[0])->tp_name);
+    if (a[1] != Py_None && !PyObject_TypeCheck(a[1], st->Pid))
+        return PyErr_Format(PyExc_TypeError,
+                            "Message sender must be a Pid or None, not %.100s",
+                            Py_TYPE(a[1])->tp_name);
+    if (!PyUnicode_Check(a[2]) && !PyBytes_Check(a[2]))
+        return PyErr_Format(PyExc_TypeError,
+                            "Message topic must be str or bytes, not %.100s",
+                            Py_TYPE(a[2])->tp_name);
     return psg_message_new(st, a[0], a[1], a[2], a[3]);
 }
 

@@ -40,10 +40,10 @@ Slow consumers
 ``feed_capacity`` bounds the frames waiting on the server for one
 client: frames not yet handed to the kernel (still in the transport's
 write buffer) on the direct path, frames in the outbox on the ASGI path.
-One more than that, or a frame that waits longer than ``send_timeout``,
-and the connection is closed with code 1013 (try again later); the
-frames already queued for it go out first, so it sees a gap-free prefix.
-Other clients are never held up by it.
+A frame that finds that many waiting, or a frame that waits longer than
+``send_timeout``, and the connection is closed with code 1013 (try again
+later); the frames already queued for it go out first, so it sees a
+gap-free prefix.  Other clients are never held up by it.
 
 A hub that falls behind
 -----------------------
@@ -78,8 +78,10 @@ POLICY_VIOLATION = 1008
 INTERNAL_ERROR_CODE = 1011
 TRY_AGAIN_LATER = 1013
 
-# Messages a hub takes from its mailbox per wake-up.
-BATCH = 256
+# Messages a hub takes from its mailbox at once.  Every message of a batch
+# is written to every socket without yielding the loop, so a long backlog
+# is taken in slices, with the loop's other work between them.
+BATCH = 32
 # Messages a hub's mailbox may hold before the hub gives its clients up.
 HUB_CAPACITY = 10_000
 
@@ -91,6 +93,8 @@ CONNECTION_KEY = "blog.ws_connection"
 # loaded it, and importing the legacy one would only raise a deprecation.
 _SANSIO_MODULE = "uvicorn.protocols.websockets.websockets_sansio_impl"
 _LEGACY_MODULE = "websockets.legacy.protocol"
+# What a direct client calls on the transport (asyncio's, uvloop's, TLS).
+_TRANSPORT_API = ("write", "is_closing", "get_write_buffer_size")
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,8 @@ class Hub:
                 for msg in batch:
                     if self._fan_out(msg):
                         return
+                if len(batch) == BATCH:
+                    await asyncio.sleep(0)
         except pubsub.SlowConsumer:
             log.warning(
                 "feed hub %s fell behind (%d messages dropped): closing its"
@@ -333,10 +339,14 @@ class Hub:
 
 def _client_class(proto):
     """The client kind that can write to ``proto`` (None: unknown server)."""
+    transport = getattr(proto, "transport", None)
+    if not all(hasattr(transport, name) for name in _TRANSPORT_API):
+        return _AsgiClient
     sansio = sys.modules.get(_SANSIO_MODULE)
     if (sansio is not None
             and isinstance(proto, sansio.WebSocketsSansIOProtocol)
-            and isinstance(getattr(proto, "conn", None), SansIOConnection)):
+            and isinstance(getattr(proto, "conn", None), SansIOConnection)
+            and hasattr(proto, "close_sent") and hasattr(proto, "disconnected")):
         return _SansIOClient
     legacy = sys.modules.get(_LEGACY_MODULE)
     if legacy is not None and isinstance(proto, legacy.WebSocketCommonProtocol):

@@ -27,18 +27,7 @@ from cluster_node import Node
 PROTOCOLS = {"websockets-sansio": True, "websockets": True, "wsproto": False}
 
 
-def _protocol_param(name):
-    marks = []
-    if name == "wsproto":
-        try:
-            import wsproto  # noqa: F401
-        except ImportError:
-            marks = [pytest.mark.skip(reason="wsproto is not installed")]
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.fixture(scope="module",
-                params=[_protocol_param(name) for name in PROTOCOLS])
+@pytest.fixture(scope="module", params=list(PROTOCOLS))
 def blog(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"hub-{request.param}")
     with running_blog(tmp, "--ws", request.param) as server:

@@ -4,9 +4,11 @@ A fresh server process (``bench.ws_server``: Starlette on uvicorn) and a
 fresh client process (``bench.ws_clients``) per sample.  The clients'
 process stamps the time, POSTs /post, and waits for the post on every
 connection; a sample is the median over several posts of the time to the
-last client.  The two rows differ only in what sits between /post and
-the connections: our pub/sub (one mailbox per feed handler, as in the
-blog) or websockets' own broadcast helper with nothing in between.
+last client.  The rows differ in what sits between /post and the
+connections.  Ours is the blog's own /feed endpoint and feed hub
+(examples/blog/feed.py), on the same uvicorn protocol as the helper row
+(the legacy ``websockets`` one, which the helper needs); a second blog
+row runs on ``websockets-sansio``, the protocol the blog itself picks.
 """
 from __future__ import annotations
 
@@ -25,10 +27,14 @@ NAME = "websocket"
 TITLE = "WebSocket fan-out: one post to N /feed clients (another process)"
 
 HELPER = "websockets.broadcast helper"
+SANSIO = "cpubsub, blog hub on websockets-sansio"
+MAILBOX = "mailbox per handler (blog before its hub)"
 QUEUE = "asyncio.Queue per handler (no pub/sub)"
-RELAY = "cpubsub → one mailbox → helper"
-VARIANTS = {OURS: "pubsub", HELPER: "helper", QUEUE: "queue",
-            RELAY: "relay"}
+LEGACY = "websockets"               # uvicorn's legacy protocol
+# Row -> (bench.ws_server variant, uvicorn WebSocket protocol).
+VARIANTS = {OURS: ("blog", LEGACY), HELPER: ("helper", LEGACY),
+            SANSIO: ("blog", "websockets-sansio"),
+            MAILBOX: ("mailbox", LEGACY), QUEUE: ("queue", LEGACY)}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,11 +52,12 @@ def wait_listening(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise RuntimeError("server did not listen in time")
 
 
-def trial(variant: str, clients: int, posts: int) -> float:
+def trial(variant: tuple[str, str], clients: int, posts: int) -> float:
     """Median seconds to the last client over posts posts."""
     port = deps.free_port()
+    name, protocol = variant
     server = subprocess.Popen(
-        [sys.executable, "-m", "bench.ws_server", variant, str(port)],
+        [sys.executable, "-m", "bench.ws_server", name, str(port), protocol],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_listening(port, server, 20)
@@ -95,27 +102,24 @@ def run(settings: Settings) -> list[Table]:
                 continue
             samples.setdefault(name, []).append(seconds * 1e6)
     samples = {n: samples[n] for n in VARIANTS if n in samples}
-    relay_note = []
-    if RELAY in samples and HELPER in samples:
-        ratio = (statistics.median(samples[RELAY]) /
-                 statistics.median(samples[HELPER]))
-        relay_note = [f"The relay row takes {ratio:.2f}× the helper's time "
-                      "(the target, ≤ 1.25×, applied to it: "
-                      f"{'met' if ratio <= 1.25 else 'missed'})."]
     table = speed_table(
         f"{TITLE}, N = {clients:,}", samples, unit="µs to last client",
         targets={HELPER: Target(1 / 1.25)}, unavailable=missing,
         notes=[f"Each sample: the median of {posts} posts, each timed "
                "from just before the POST to the moment the client "
                "process has read the post on its last connection.",
-               "Target: ours ≤ 1.25× the helper's time, i.e. peer / ours "
-               "≥ 0.8×.",
-               "The asyncio.Queue row has the same per-handler shape as "
-               "ours (each handler sends its own copy through the ASGI "
-               "stack) with a plain queue in place of the mailbox: the "
-               "gap between it and the helper is the cost of that shape, "
-               "the gap between it and ours is the mailbox's.",
-               "The last row puts one mailbox per server in front of the "
-               "helper: pub/sub in between, one wake-up per post instead "
-               "of one per client."] + relay_note)
+               "cpubsub: the blog's /feed endpoint and feed hub (one "
+               "mailbox and one task per server process, each post "
+               "rendered once and written straight to every "
+               "connection), on uvicorn's legacy websockets protocol "
+               "like the helper row.  Target: ours ≤ 1.25× the helper's "
+               "time, i.e. peer / ours ≥ 0.8×.",
+               "The sansio row is the same blog code on uvicorn's "
+               "websockets-sansio protocol, which the blog runs on: "
+               "frames come from websockets' sans-I/O connection, not "
+               "the broadcast helper.",
+               "The per-handler rows are the shape the blog had before "
+               "its hub: a task per connection awaiting its mailbox (or "
+               "an asyncio.Queue, no pub/sub) and Starlette's send_text, "
+               "on the legacy protocol."])
     return [table]

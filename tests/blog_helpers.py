@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,29 @@ class BlogServer:
 def recv_json(ws, timeout=RECV_TIMEOUT):
     """Receive one text frame from ``ws`` and decode it as JSON."""
     return json.loads(ws.recv(timeout=timeout))
+
+
+def read_until_closed(ws):
+    """Receive JSON frames until the server closes ``ws``.
+
+    Returns the ``data`` field of each frame received and the close frame
+    the server sent (None if it sent none).
+    """
+    received = []
+    try:
+        while True:
+            received.append(recv_json(ws)["data"])
+    except ConnectionClosed as closed:
+        return received, closed.rcvd
+
+
+def idle_feed(server):
+    """A ``/feed`` client that will not read: tiny receive buffer, one
+    message queued at most, no compression (a context manager)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(server.address())
+    return server.websocket("/feed", sock=sock, max_queue=1, compression=None)
 
 
 def wait_until(probe, timeout=RECV_TIMEOUT, interval=0.02):

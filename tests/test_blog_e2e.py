@@ -7,7 +7,6 @@ never waits for a subscription.
 """
 import re
 import secrets
-import socket
 import sqlite3
 
 import pytest
@@ -16,6 +15,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 
 from blog_helpers import (  # noqa: E402
     free_port,
+    idle_feed,
+    read_until_closed,
     recv_json,
     running_blog,
     wait_until,
@@ -115,20 +116,15 @@ def test_feed_client_reading_late_still_gets_everything_in_order(blog):
 
 
 def test_client_that_never_reads_is_cut_off_without_stalling_others(tmp_path):
-    # A small mailbox and send timeout make the server give up quickly; a
+    # A small capacity and send timeout make the server give up quickly; a
     # tiny receive buffer makes the idle client's TCP window shut early.
     with running_blog(tmp_path, "--feed-capacity", "4", "--send-timeout", "0.5") \
             as blog, blog.websocket("/feed") as active:
-        idle_sock = socket.socket()
-        idle_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        idle_sock.connect(blog.address())
         # Without compression (which would shrink these repetitive bodies to
         # nothing), each event is 80 kB of UTF-8: the socket buffers fill
         # within a few posts.  The server logs when it gives up on the idle
         # client; that is the signal to stop posting.
-        with blog.websocket(
-            "/feed", sock=idle_sock, max_queue=1, compression=None
-        ) as idle:
+        with idle_feed(blog) as idle:
             big = "\N{MUSICAL SYMBOL G CLEF}" * 20_000
             posts = []
             while "slow consumer" not in blog.log():
@@ -136,11 +132,8 @@ def test_client_that_never_reads_is_cut_off_without_stalling_others(tmp_path):
                 posts.append(new_post(blog, f"big {len(posts)}", big))
                 assert recv_json(active)["data"] == posts[-1]
 
-            received = []
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    received.append(recv_json(idle)["data"])
-            assert closed.value.rcvd.code == 1013
+            received, close = read_until_closed(idle)
+            assert close.code == 1013
             assert received == posts[: len(received)]
             assert len(received) < len(posts)
 

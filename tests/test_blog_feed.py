@@ -1,43 +1,32 @@
-"""The blog's relay loop against a real mailbox: how each ending maps to
-the WebSocket close the client sees."""
-import asyncio
-
+"""The blog's feed rendering against real messages: what each event turns
+into on the socket, and what is skipped or ends the socket."""
 import pubsub
-from examples.blog import feed
+from examples.blog import events, feed
 
 
-def _relay_outcome(mailbox):
-    sent = []
-
-    async def send(text):
-        sent.append(text)
-
-    async def main():
-        task = asyncio.create_task(
-            feed._relay(mailbox, send, feed._feed_frame))
-        await asyncio.wait({task})
-        return feed._outcome(task)
-
-    return asyncio.run(asyncio.wait_for(main(), 10)), sent
+def message(channel, topic, payload):
+    return pubsub.Message(channel, None, topic, payload)
 
 
-def test_a_mailbox_that_overflowed_closes_the_socket_as_slow_consumer(
-        channel):
-    mb = pubsub.Mailbox(capacity=2, overflow="close")
-    mb.join(channel)
-    for i in range(3):          # the third overflows: closed, all dropped
-        pubsub.broadcast(channel, "post_created", {"id": i})
-    close, sent = _relay_outcome(mb)
-    assert close is feed.SLOW_CONSUMER
-    assert close.code == 1013
-    assert sent == []
+def test_a_feed_frame_names_channel_event_and_data():
+    msg = message("posts", b"post_created", {"tags": {"b", "a"}, "raw": b"x"})
+    assert feed._feed_frame(msg) == (
+        '{"channel": "posts", "event": "post_created",'
+        ' "data": {"tags": ["a", "b"], "raw": "x"}}')
 
 
-def test_a_mailbox_closed_by_its_owner_ends_with_a_normal_close(channel):
-    mb = pubsub.Mailbox(capacity=2, overflow="close")
-    mb.join(channel)
-    pubsub.broadcast(channel, "post_created", {"id": 1})
-    mb.close()
-    close, sent = _relay_outcome(mb)
-    assert close is feed.NORMAL_END
-    assert close.code == 1000
+def test_a_payload_json_cannot_carry_is_skipped(caplog):
+    msg = message("posts", "post_created", {(1, 2): "tuple key"})
+    assert feed._feed_frame(msg) is None
+    assert "JSON cannot encode" in caplog.text
+
+
+def test_a_comment_socket_sends_new_comments_and_ends_on_delete():
+    comment = {"id": 1, "post_id": 2, "body": "hi"}
+    channel = events.post_comments_channel(2)
+    assert feed._comment_frame(message(channel, events.NEW_COMMENT, comment)) \
+        == '{"id": 1, "post_id": 2, "body": "hi"}'
+    gone = feed._comment_frame(message(channel, events.POST_DELETED, {"id": 2}))
+    assert gone is feed.POST_GONE
+    assert gone.code == 1000
+    assert feed._comment_frame(message(channel, "something_else", 1)) is None

@@ -14,6 +14,7 @@ import uvicorn
 import uvicorn.config
 
 from .app import DEFAULT_DB, FEED_CAPACITY, SEND_TIMEOUT, create_app
+from .feed import HUB_CAPACITY
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,28 @@ def parse_args(argv):
         "--feed-capacity",
         type=int,
         default=FEED_CAPACITY,
-        help="messages a WebSocket client may leave unread before it is"
-        f" disconnected (default: {FEED_CAPACITY})",
+        help="messages the server may hold for a WebSocket client that does"
+        f" not read before disconnecting it (default: {FEED_CAPACITY})",
     )
     parser.add_argument(
         "--send-timeout",
         type=float,
         default=SEND_TIMEOUT,
-        help="seconds a WebSocket send may stay blocked before the client is"
-        f" disconnected as too slow (default: {SEND_TIMEOUT:g})",
+        help="seconds a message may wait to be sent to a WebSocket client"
+        f" before it is disconnected as too slow (default: {SEND_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--hub-capacity",
+        type=int,
+        default=HUB_CAPACITY,
+        help="messages a feed hub may fall behind by before it disconnects"
+        f" its clients (default: {HUB_CAPACITY})",
+    )
+    parser.add_argument(
+        "--ws",
+        choices=sorted(set(uvicorn.config.WS_PROTOCOLS) - {"auto", "none"}),
+        default=websocket_protocol(),
+        help="uvicorn's WebSocket implementation (default: %(default)s)",
     )
     parser.add_argument(
         "--log-level",
@@ -54,6 +68,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.feed_capacity < 1:
         parser.error("--feed-capacity must be at least 1")
+    if args.hub_capacity < 1:
+        parser.error("--hub-capacity must be at least 1")
     if args.send_timeout <= 0:
         parser.error("--send-timeout must be positive")
     return args
@@ -87,6 +103,7 @@ def main(argv=None):
         args.db,
         feed_capacity=args.feed_capacity,
         send_timeout=args.send_timeout,
+        hub_capacity=args.hub_capacity,
     )
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
@@ -94,7 +111,7 @@ def main(argv=None):
     print(f"blog listening on http://{shown}:{port}", flush=True)
     config = uvicorn.Config(
         app,
-        ws=websocket_protocol(),
+        ws=args.ws,
         log_config=None,
         log_level=args.log_level,
         lifespan="on",

@@ -14,6 +14,7 @@ import pubsub
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -24,7 +25,7 @@ from .store import InvalidQuery, Store
 log = logging.getLogger(__name__)
 
 DEFAULT_DB = "blog.db"
-# Messages a WebSocket client may leave unread before it is dropped.
+# Frames the server may hold for a WebSocket client before dropping it.
 FEED_CAPACITY = 1000
 # Seconds a WebSocket send may wait for a client that reads nothing.
 SEND_TIMEOUT = 10.0
@@ -35,24 +36,31 @@ _node = None
 
 
 def create_app(
-    db_path=None, *, feed_capacity=FEED_CAPACITY, send_timeout=SEND_TIMEOUT
+    db_path=None, *, feed_capacity=FEED_CAPACITY, send_timeout=SEND_TIMEOUT,
+    hub_capacity=feed.HUB_CAPACITY, direct_writes=True,
 ):
     """Build the blog application on the SQLite file at ``db_path``.
 
     ``db_path`` defaults to ``$BLOG_DB``, then ``blog.db``.  Nothing is
     touched before the lifespan starts: the schema, the search indexer and
     (when ``PUBSUB_NODE`` is set) the cluster node start with the server.
+    The other arguments set the live feed's limits (see feed.py);
+    ``direct_writes=False`` sends every frame through ASGI even where the
+    server would take direct writes.
     """
     if db_path is None:
         db_path = os.environ.get("BLOG_DB") or DEFAULT_DB
     app = Starlette(
         routes=ROUTES,
+        middleware=[Middleware(feed.ExposeConnection)],
         lifespan=_lifespan,
         exception_handlers={HTTPException: _http_error},
     )
     app.state.store = Store(db_path)
-    app.state.feed_capacity = feed_capacity
-    app.state.send_timeout = send_timeout
+    app.state.feeds = feed.Feeds(
+        feed_capacity, send_timeout, hub_capacity=hub_capacity,
+        direct=direct_writes,
+    )
     return app
 
 
@@ -218,9 +226,11 @@ async def search(request):
 
 
 async def stats(request):
-    """Who listens where: members per channel, cluster-wide and local.
+    """Who listens where: members per channel, cluster-wide and local,
+    and this process's WebSocket connections per feed hub.
 
-    Lets an operator (or a test) see a new node's subscribers arrive.
+    Lets an operator (or a test) see a new node's subscribers arrive.  A
+    feed hub is one local member however many sockets it serves.
     """
     channels = sorted(set(pubsub.which_channels()) | {events.POSTS, events.COMMENTS})
     return JSONResponse({
@@ -232,6 +242,7 @@ async def stats(request):
             }
             for channel in channels
         },
+        "feeds": request.app.state.feeds.counts(),
     })
 
 

@@ -451,17 +451,20 @@ class _AsgiClient(_Client):
         self.wake.set()
 
     async def _send_all(self):
+        # The loop ends on ``ended`` as well as on cancellation: before
+        # Python 3.12, wait_for swallows a cancellation that arrives as the
+        # send completes, and the task would then wait for ``wake`` forever.
         outbox = self.outbox
         try:
-            while True:
-                while outbox:
-                    # The frame being sent still counts against capacity.
-                    await asyncio.wait_for(
-                        self.websocket.send_text(outbox[0][0]),
-                        self.send_timeout)
-                    outbox.popleft()
-                self.wake.clear()
-                await self.wake.wait()
+            while not self.ended.done():
+                if not outbox:
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                # The frame being sent still counts against capacity.
+                await asyncio.wait_for(
+                    self.websocket.send_text(outbox[0][0]), self.send_timeout)
+                outbox.popleft()
         except Exception as exc:
             self.end(_ending(exc))
 

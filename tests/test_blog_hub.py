@@ -116,23 +116,17 @@ def test_deleting_a_post_closes_its_comment_sockets_with_1000(blog):
 def test_slow_consumer_is_closed_while_the_others_get_everything(
         blog, tmp_path):
     # A server of our own, with a small capacity: the idle client (tiny
-    # receive buffer, no reading) is cut off after a few 80 kB frames.
+    # receive buffer, no reading) is cut off after a few 80 kB frames, and
+    # reads what was queued for it well within the send timeout.
     with running_blog(tmp_path, "--ws", blog.protocol, "--feed-capacity", "4",
-                      "--send-timeout", "0.5") as server:
+                      "--send-timeout", "10") as server:
         server.protocol = blog.protocol
         stack = contextlib.ExitStack()
         actives = [stack.enter_context(server.websocket("/feed"))
                    for _ in range(3)]
         idle = stack.enter_context(idle_feed(server))
         with stack:
-            assert_path(server, "feed", 4)
-            big = "\N{MUSICAL SYMBOL G CLEF}" * 20_000
-            posts = []
-            while "slow consumer" not in server.log():
-                assert len(posts) < 400, "the idle client was never cut off"
-                posts.append(new_post(server, f"big {len(posts)}", big))
-                for ws in actives:
-                    assert recv_json(ws)["data"] == posts[-1]
+            posts = _cut_off_the_idle_client(server, actives)
             posts += [new_post(server, f"after {n}") for n in range(5)]
             for ws in actives:
                 got = [recv_json(ws)["data"] for _ in posts[-5:]]
@@ -158,6 +152,39 @@ def blog_with_node(tmp_path, name, *args):
             yield blog, node
         finally:
             node.close()
+
+
+def _cut_off_the_idle_client(server, actives):
+    """Post 80 kB posts until the server cuts off the one client of its
+    feed hub that does not read; ``actives`` get each; return the posts."""
+    assert_path(server, "feed", len(actives) + 1)
+    big = "\N{MUSICAL SYMBOL G CLEF}" * 20_000
+    posts = []
+    while "slow consumer" not in server.log():
+        assert len(posts) < 400, "the idle client was never cut off"
+        posts.append(new_post(server, f"big {len(posts)}", big))
+        for ws in actives:
+            assert recv_json(ws)["data"] == posts[-1]
+    return posts
+
+
+def test_a_slow_consumer_that_never_reads_is_dropped_after_the_send_timeout(
+        blog, tmp_path):
+    # It takes no close frame either; the server gives up on it rather than
+    # keep its socket and backlog for as long as it stays connected.
+    with running_blog(tmp_path, "--ws", blog.protocol, "--feed-capacity", "2",
+                      "--send-timeout", "0.5") as server:
+        server.protocol = blog.protocol
+        with server.websocket("/feed") as active, idle_feed(server) as idle:
+            posts = _cut_off_the_idle_client(server, [active])
+            wait_until(lambda: feeds(server)["feed"]["sockets"] == 1)
+            assert "dropping /feed: its close has not left" in server.log()
+
+            received, close = read_until_closed(idle)
+            assert close is None
+            assert received == posts[:len(received)]
+            post = new_post(server, "still served")
+            assert recv_json(active)["data"] == post
 
 
 def test_a_hub_that_falls_behind_closes_its_clients_with_1013(tmp_path):

@@ -43,7 +43,9 @@ write buffer) on the direct path, frames in the outbox on the ASGI path.
 A frame that finds that many waiting, or a frame that waits longer than
 ``send_timeout``, and the connection is closed with code 1013 (try again
 later); the frames already queued for it go out first, so it sees a
-gap-free prefix.  Other clients are never held up by it.
+gap-free prefix.  If they and the close have not left within
+``send_timeout`` more, the client reads nothing: its transport is
+aborted.  Other clients are never held up by it.
 
 A hub that falls behind
 -----------------------
@@ -175,6 +177,7 @@ async def _serve(websocket, client):
         return
     if close.code == TRY_AGAIN_LATER:
         log.warning("closing %s: %s", websocket.url.path, close.reason)
+    client.drop_unless_flushed()
     try:
         await websocket.close(close.code, close.reason)
     except Exception:  # the client may be gone already
@@ -378,6 +381,20 @@ class _Client:
         if not self.ended.done():
             self.ended.set_result(close)
 
+    def drop_unless_flushed(self):
+        """Drop the connection unless what waits for the client, the close
+        frame being sent included, has left within ``send_timeout``.
+
+        A client that reads nothing takes no close frame either, and
+        uvicorn's ``websockets-sansio`` and ``wsproto`` protocols wait for
+        it to make room forever: the socket and its backlog would stay.
+        """
+        transport = getattr(self.proto, "transport", None)
+        if hasattr(transport, "abort") and hasattr(
+                transport, "get_write_buffer_size"):
+            self.loop.call_later(self.send_timeout, _abort_if_stuck,
+                                 transport, self.path)
+
     def deliver(self, text, data):
         """Queue or write one frame (``data`` is ``text`` in UTF-8)."""
         if self.ended.done():
@@ -423,6 +440,12 @@ class _Client:
             self.end(_ending(exc))
         else:
             self.end(None)
+
+
+def _abort_if_stuck(transport, path):
+    if transport.get_write_buffer_size():
+        log.warning("dropping %s: its close has not left in time", path)
+        transport.abort()
 
 
 def _ending(exc):

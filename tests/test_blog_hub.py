@@ -237,6 +237,9 @@ def test_an_event_json_cannot_carry_is_skipped_and_the_feed_goes_on(tmp_path):
             node.call("wait_members", channel="posts", n=2, timeout=10)
             node.call("broadcast", channel="posts", topic="odd",
                       payload="{(1, 2): 'a tuple key'}")
+            # Infinity and NaN are not JSON: JSON.parse would reject them.
+            node.call("broadcast", channel="posts", topic="infinite",
+                      payload="{'x': 1e999, 'y': -1e999}")
             node.call("broadcast", channel="posts", topic="fine",
                       payload="{'n': 1}")
             assert recv_json(ws) == {"channel": "posts", "event": "fine",

@@ -634,7 +634,10 @@ def _text(topic):
 
 def _dump(obj):
     try:
-        return json.dumps(obj, ensure_ascii=False, default=_plain)
+        # allow_nan=False: NaN and infinities are not JSON (a browser's
+        # JSON.parse rejects the whole frame), so they are skipped too.
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False,
+                          default=_plain)
     except (TypeError, ValueError):
         # Another node may publish on our channels; one payload JSON cannot
         # carry must not cut the connections.

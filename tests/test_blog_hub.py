@@ -9,6 +9,7 @@ the path it names.
 """
 import contextlib
 import secrets
+import signal
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -245,3 +246,20 @@ def test_an_event_json_cannot_carry_is_skipped_and_the_feed_goes_on(tmp_path):
             assert recv_json(ws) == {"channel": "posts", "event": "fine",
                                      "data": {"n": 1}}
         assert "JSON cannot encode" in blog.log()
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130),
+                                            (signal.SIGTERM, -signal.SIGTERM)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_closes_live_clients_and_stops_without_a_traceback(
+        blog, tmp_path, signum, status):
+    with running_blog(tmp_path, "--ws", blog.protocol) as server:
+        post = new_post(server)
+        with server.websocket("/feed") as feed, \
+                server.websocket(f"/posts/{post['id']}/comments/ws") as comments:
+            server.proc.send_signal(signum)
+            for ws in (feed, comments):
+                received, close = read_until_closed(ws)
+                assert (received, close.code) == ([], 1012)  # going away
+        assert server.proc.wait(timeout=10) == status
+        assert "Traceback" not in server.log()

@@ -21,6 +21,12 @@ def test_a_payload_json_cannot_carry_is_skipped(caplog):
     assert "JSON cannot encode" in caplog.text
 
 
+def test_nan_and_infinities_are_not_json_and_are_skipped(caplog):
+    for number in (float("nan"), float("inf"), float("-inf")):
+        assert feed._feed_frame(message("posts", "t", {"x": number})) is None
+    assert "JSON cannot encode" in caplog.text
+
+
 def test_a_comment_socket_sends_new_comments_and_ends_on_delete():
     comment = {"id": 1, "post_id": 2, "body": "hi"}
     channel = events.post_comments_channel(2)

@@ -9,6 +9,7 @@ the path it names.
 """
 import contextlib
 import secrets
+import signal
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -116,23 +117,17 @@ def test_deleting_a_post_closes_its_comment_sockets_with_1000(blog):
 def test_slow_consumer_is_closed_while_the_others_get_everything(
         blog, tmp_path):
     # A server of our own, with a small capacity: the idle client (tiny
-    # receive buffer, no reading) is cut off after a few 80 kB frames.
+    # receive buffer, no reading) is cut off after a few 80 kB frames, and
+    # reads what was queued for it well within the send timeout.
     with running_blog(tmp_path, "--ws", blog.protocol, "--feed-capacity", "4",
-                      "--send-timeout", "0.5") as server:
+                      "--send-timeout", "10") as server:
         server.protocol = blog.protocol
         stack = contextlib.ExitStack()
         actives = [stack.enter_context(server.websocket("/feed"))
                    for _ in range(3)]
         idle = stack.enter_context(idle_feed(server))
         with stack:
-            assert_path(server, "feed", 4)
-            big = "\N{MUSICAL SYMBOL G CLEF}" * 20_000
-            posts = []
-            while "slow consumer" not in server.log():
-                assert len(posts) < 400, "the idle client was never cut off"
-                posts.append(new_post(server, f"big {len(posts)}", big))
-                for ws in actives:
-                    assert recv_json(ws)["data"] == posts[-1]
+            posts = _cut_off_the_idle_client(server, actives)
             posts += [new_post(server, f"after {n}") for n in range(5)]
             for ws in actives:
                 got = [recv_json(ws)["data"] for _ in posts[-5:]]
@@ -145,51 +140,126 @@ def test_slow_consumer_is_closed_while_the_others_get_everything(
             wait_until(lambda: feeds(server)["feed"]["sockets"] == 3)
 
 
-def test_a_hub_that_falls_behind_closes_its_clients_with_1013(tmp_path):
-    # Another node floods "posts" faster than a hub of 2 messages drains.
+@contextlib.contextmanager
+def blog_with_node(tmp_path, name, *args):
+    """A blog that is a cluster node, and another node joined to it."""
     cookie = secrets.token_hex(16)
     listen = f"127.0.0.1:{free_port()}"
     env = {"PUBSUB_NODE": "blog", "PUBSUB_LISTEN": listen,
            "PUBSUB_COOKIE": cookie}
-    with running_blog(tmp_path, "--hub-capacity", "2", env=env) as blog:
-        node = Node("flood", cookie=cookie, seeds=[listen])
+    with running_blog(tmp_path, *args, env=env) as blog:
+        node = Node(name, cookie=cookie, seeds=[listen])
         try:
-            with blog.websocket("/feed") as ws:
-                # The blog's indexer and its feed hub.
-                node.call("wait_members", channel="posts", n=2, timeout=10)
-                node.call("broadcast", channel="posts", topic="seq",
-                          count=5000)
-                received, close = read_until_closed(ws)
-                assert close.code == 1013
-                assert close.reason == "server fell behind: reconnect"
-                assert received == list(range(len(received)))
-                assert len(received) < 5000
-            assert "fell behind" in blog.log()
-
-            # The next client gets a fresh hub.
-            with blog.websocket("/feed") as ws:
-                post = new_post(blog)
-                assert recv_json(ws)["data"] == post
+            yield blog, node
         finally:
             node.close()
+
+
+def _cut_off_the_idle_client(server, actives):
+    """Post 80 kB posts until the server cuts off the one client of its
+    feed hub that does not read; ``actives`` get each; return the posts."""
+    assert_path(server, "feed", len(actives) + 1)
+    big = "\N{MUSICAL SYMBOL G CLEF}" * 20_000
+    posts = []
+    while "slow consumer" not in server.log():
+        assert len(posts) < 400, "the idle client was never cut off"
+        posts.append(new_post(server, f"big {len(posts)}", big))
+        for ws in actives:
+            assert recv_json(ws)["data"] == posts[-1]
+    return posts
+
+
+def test_a_slow_consumer_that_never_reads_is_dropped_after_the_send_timeout(
+        blog, tmp_path):
+    # It takes no close frame either; the server gives up on it rather than
+    # keep its socket and backlog for as long as it stays connected.
+    with running_blog(tmp_path, "--ws", blog.protocol, "--feed-capacity", "2",
+                      "--send-timeout", "0.5") as server:
+        server.protocol = blog.protocol
+        with server.websocket("/feed") as active, idle_feed(server) as idle:
+            posts = _cut_off_the_idle_client(server, [active])
+            wait_until(lambda: feeds(server)["feed"]["sockets"] == 1)
+            assert "dropping /feed: its close has not left" in server.log()
+
+            received, close = read_until_closed(idle)
+            assert close is None
+            assert received == posts[:len(received)]
+            post = new_post(server, "still served")
+            assert recv_json(active)["data"] == post
+
+
+def test_a_hub_that_falls_behind_closes_its_clients_with_1013(tmp_path):
+    # Another node floods "posts" faster than a hub of 2 messages drains.
+    with blog_with_node(tmp_path, "flood",
+                        "--hub-capacity", "2") as (blog, node):
+        with blog.websocket("/feed") as ws:
+            # The blog's indexer and its feed hub.
+            node.call("wait_members", channel="posts", n=2, timeout=10)
+            node.call("broadcast", channel="posts", topic="seq",
+                      count=5000)
+            received, close = read_until_closed(ws)
+            assert close.code == 1013
+            assert close.reason == "server fell behind: reconnect"
+            assert received == list(range(len(received)))
+            assert len(received) < 5000
+        assert "fell behind" in blog.log()
+
+        # The next client gets a fresh hub.
+        with blog.websocket("/feed") as ws:
+            post = new_post(blog)
+            assert recv_json(ws)["data"] == post
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_a_hub_that_falls_behind_mid_send_closes_every_client(
+        protocol, tmp_path):
+    # The flood outruns the hub while frames are on their way to its
+    # clients.  On wsproto a sender task could swallow its cancellation
+    # there (wait_for before Python 3.12) and its socket then hung open,
+    # never closed and never released.
+    with blog_with_node(tmp_path, "flood", "--ws", protocol,
+                        "--hub-capacity", "5000") as (blog, node):
+        with contextlib.ExitStack() as stack:
+            clients = [stack.enter_context(blog.websocket("/feed"))
+                       for _ in range(20)]
+            node.call("wait_members", channel="posts", n=2, timeout=10)
+            node.call("broadcast", channel="posts", topic="seq", count=20_000)
+            for ws in clients:
+                received, close = read_until_closed(ws)
+                assert (close.code, close.reason) == (
+                    1013, "server fell behind: reconnect")
+                assert received == list(range(len(received)))
+        wait_until(lambda: feeds(blog) == {})
 
 
 def test_an_event_json_cannot_carry_is_skipped_and_the_feed_goes_on(tmp_path):
-    cookie = secrets.token_hex(16)
-    listen = f"127.0.0.1:{free_port()}"
-    env = {"PUBSUB_NODE": "blog", "PUBSUB_LISTEN": listen,
-           "PUBSUB_COOKIE": cookie}
-    with running_blog(tmp_path, env=env) as blog:
-        node = Node("odd", cookie=cookie, seeds=[listen])
-        try:
-            with blog.websocket("/feed") as ws:
-                node.call("wait_members", channel="posts", n=2, timeout=10)
-                node.call("broadcast", channel="posts", topic="odd",
-                          payload="{(1, 2): 'a tuple key'}")
-                node.call("broadcast", channel="posts", topic="fine",
-                          payload="{'n': 1}")
-                assert recv_json(ws) == {"channel": "posts", "event": "fine",
-                                         "data": {"n": 1}}
-            assert "JSON cannot encode" in blog.log()
-        finally:
-            node.close()
+    with blog_with_node(tmp_path, "odd") as (blog, node):
+        with blog.websocket("/feed") as ws:
+            node.call("wait_members", channel="posts", n=2, timeout=10)
+            node.call("broadcast", channel="posts", topic="odd",
+                      payload="{(1, 2): 'a tuple key'}")
+            # Infinity and NaN are not JSON: JSON.parse would reject them.
+            node.call("broadcast", channel="posts", topic="infinite",
+                      payload="{'x': 1e999, 'y': -1e999}")
+            node.call("broadcast", channel="posts", topic="fine",
+                      payload="{'n': 1}")
+            assert recv_json(ws) == {"channel": "posts", "event": "fine",
+                                     "data": {"n": 1}}
+        assert "JSON cannot encode" in blog.log()
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130),
+                                            (signal.SIGTERM, -signal.SIGTERM)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_closes_live_clients_and_stops_without_a_traceback(
+        blog, tmp_path, signum, status):
+    with running_blog(tmp_path, "--ws", blog.protocol) as server:
+        post = new_post(server)
+        with server.websocket("/feed") as feed, \
+                server.websocket(f"/posts/{post['id']}/comments/ws") as comments:
+            server.proc.send_signal(signum)
+            for ws in (feed, comments):
+                received, close = read_until_closed(ws)
+                assert (received, close.code) == ([], 1012)  # going away
+        assert server.proc.wait(timeout=10) == status
+        assert "Traceback" not in server.log()

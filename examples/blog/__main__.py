@@ -116,7 +116,12 @@ def main(argv=None):
         log_level=args.log_level,
         lifespan="on",
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on SIGINT, then raises the signal
+        # again for the default behaviour: here, a traceback.
+        return 130
     return 0
 
 

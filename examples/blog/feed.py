@@ -43,7 +43,9 @@ write buffer) on the direct path, frames in the outbox on the ASGI path.
 A frame that finds that many waiting, or a frame that waits longer than
 ``send_timeout``, and the connection is closed with code 1013 (try again
 later); the frames already queued for it go out first, so it sees a
-gap-free prefix.  Other clients are never held up by it.
+gap-free prefix.  If they and the close have not left within
+``send_timeout`` more, the client reads nothing: its transport is
+aborted.  Other clients are never held up by it.
 
 A hub that falls behind
 -----------------------
@@ -175,6 +177,7 @@ async def _serve(websocket, client):
         return
     if close.code == TRY_AGAIN_LATER:
         log.warning("closing %s: %s", websocket.url.path, close.reason)
+    client.drop_unless_flushed()
     try:
         await websocket.close(close.code, close.reason)
     except Exception:  # the client may be gone already
@@ -378,6 +381,20 @@ class _Client:
         if not self.ended.done():
             self.ended.set_result(close)
 
+    def drop_unless_flushed(self):
+        """Drop the connection unless what waits for the client, the close
+        frame being sent included, has left within ``send_timeout``.
+
+        A client that reads nothing takes no close frame either, and
+        uvicorn's ``websockets-sansio`` and ``wsproto`` protocols wait for
+        it to make room forever: the socket and its backlog would stay.
+        """
+        transport = getattr(self.proto, "transport", None)
+        if hasattr(transport, "abort") and hasattr(
+                transport, "get_write_buffer_size"):
+            self.loop.call_later(self.send_timeout, _abort_if_stuck,
+                                 transport, self.path)
+
     def deliver(self, text, data):
         """Queue or write one frame (``data`` is ``text`` in UTF-8)."""
         if self.ended.done():
@@ -425,6 +442,12 @@ class _Client:
             self.end(None)
 
 
+def _abort_if_stuck(transport, path):
+    if transport.get_write_buffer_size():
+        log.warning("dropping %s: its close has not left in time", path)
+        transport.abort()
+
+
 def _ending(exc):
     """How an exception from a receive or a send ends the connection."""
     if isinstance(exc, asyncio.TimeoutError):
@@ -451,17 +474,20 @@ class _AsgiClient(_Client):
         self.wake.set()
 
     async def _send_all(self):
+        # The loop ends on ``ended`` as well as on cancellation: before
+        # Python 3.12, wait_for swallows a cancellation that arrives as the
+        # send completes, and the task would then wait for ``wake`` forever.
         outbox = self.outbox
         try:
-            while True:
-                while outbox:
-                    # The frame being sent still counts against capacity.
-                    await asyncio.wait_for(
-                        self.websocket.send_text(outbox[0][0]),
-                        self.send_timeout)
-                    outbox.popleft()
-                self.wake.clear()
-                await self.wake.wait()
+            while not self.ended.done():
+                if not outbox:
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                # The frame being sent still counts against capacity.
+                await asyncio.wait_for(
+                    self.websocket.send_text(outbox[0][0]), self.send_timeout)
+                outbox.popleft()
         except Exception as exc:
             self.end(_ending(exc))
 
@@ -608,7 +634,10 @@ def _text(topic):
 
 def _dump(obj):
     try:
-        return json.dumps(obj, ensure_ascii=False, default=_plain)
+        # allow_nan=False: NaN and infinities are not JSON (a browser's
+        # JSON.parse rejects the whole frame), so they are skipped too.
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False,
+                          default=_plain)
     except (TypeError, ValueError):
         # Another node may publish on our channels; one payload JSON cannot
         # carry must not cut the connections.

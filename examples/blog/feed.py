@@ -42,15 +42,17 @@ client: frames not yet handed to the kernel (still in the transport's
 write buffer) on the direct path, frames in the outbox on the ASGI path.
 A frame that finds that many waiting, or a frame that waits longer than
 ``send_timeout``, and the connection is closed with code 1013 (try again
-later); the frames already queued for it go out first, so it sees a
-gap-free prefix.  If they and the close have not left within
+later); on the direct paths the frames already written for it go out
+first, so it sees a gap-free prefix (on the ASGI path its outbox is
+discarded: fewer frames, still no gap).  If they and the close have not left within
 ``send_timeout`` more, the client reads nothing: its transport is
 aborted.  Other clients are never held up by it.
 
 A hub that falls behind
 -----------------------
 Writes never wait, so a hub falls behind only when the process cannot
-render and write as fast as events arrive.  Its mailbox is bounded
+render and write as fast as events arrive, or when a burst larger than
+its mailbox arrives before its task runs.  Its mailbox is bounded
 (``hub_capacity`` messages, ``overflow="close"``); when it overflows the
 hub's clients have missed events, so all of them are closed with 1013 and
 the hub is dropped.  Clients reconnect and reload (the page does) and the

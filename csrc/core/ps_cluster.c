@@ -1495,12 +1495,18 @@ rbuf_fit(peer *p)
     return 0;
 }
 
-/* Read what the socket has, a few large reads at most per turn. */
+/*
+ * Read what the socket has, a few large reads at most per turn.  A read
+ * that leaves room in the buffer has emptied the socket: the next one
+ * would only say EAGAIN, and epoll (level-triggered) reports what comes
+ * after, so the turn ends there.
+ */
 static void
 peer_read(peer *p)
 {
     for (int round = 0; round < 8 && p->state != CONN_DEAD; round++) {
         ssize_t n;
+        int drained;
 
         if (rbuf_fit(p) != 0) {
             peer_drop(p, PS_LOG_ERROR, "PEER-DOWN", "out of memory");
@@ -1531,12 +1537,15 @@ peer_read(peer *p)
         COUNT(bytes_in, (uint64_t)n);
         COUNT(reads, 1);
         p->last_recv = ps_now_ns();
+        drained = (size_t)n < p->rcap - p->rlen;
         if (p->state == CONN_CLOSING) {
             p->rlen = 0;        /* discard: we are only waiting for EOF */
-            continue;
+        } else {
+            p->rlen += (size_t)n;
+            parse_frames(p);
         }
-        p->rlen += (size_t)n;
-        parse_frames(p);
+        if (drained)
+            return;
     }
 }
 

@@ -55,6 +55,9 @@
  * say), the sender writes its frame itself.  Of the order of one thread
  * wake-up on a loaded machine. */
 #define DIRECT_IDLE_NS (50ull * 1000)
+/* Larger frames gain nothing worth holding the registry lock through
+ * their copy into the socket; they are queued. */
+#define DIRECT_MAX (64u << 10)
 
 typedef struct obuf {
     uint8_t *data;
@@ -507,11 +510,12 @@ peer_flush(peer *p)
 /*
  * The sender's shortcut past the I/O thread.  Caller holds the registry
  * lock, under which it saw p->synced, and p->mu, and has just appended a
- * frame of n bytes to p->q.  When that frame is all the link holds and
- * the link has written nothing for DIRECT_IDLE_NS, it goes to the socket
- * now, from this thread: one send() instead of an eventfd write, a
- * thread wake-up and the I/O thread's three syscalls.  A busier link
- * keeps queueing, so a burst is still coalesced into large writes.
+ * frame of n bytes to p->q.  When that frame is all the link holds, is
+ * at most DIRECT_MAX and the link has written nothing for DIRECT_IDLE_NS,
+ * it goes to the socket now, from this thread: one send() instead of
+ * an eventfd write, a thread wake-up and the I/O thread's three
+ * syscalls.  A busier link keeps queueing, so a burst is still coalesced
+ * into large writes.
  *
  * - Order: the I/O thread writes only what it swapped out of q under
  *   p->mu, and wlen_locked == 0 says it has written all of that; a later
@@ -531,7 +535,7 @@ send_direct(peer *p, size_t n)
     uint64_t now;
     ssize_t sent;
 
-    if (p->q.len != n || p->wlen_locked != 0)
+    if (n > DIRECT_MAX || p->q.len != n || p->wlen_locked != 0)
         return 0;
     now = ps_now_ns();
     if (now - atomic_load_explicit(&p->last_send, memory_order_relaxed)

@@ -35,6 +35,13 @@ def _literal(text: str):
     return ast.literal_eval(text)
 
 
+def _pattern(i: int, size: int) -> bytes:
+    """size bytes that change along their length and with i."""
+    row = bytes(range(251))
+    row = row[i % 251:] + row[:i % 251]
+    return (row * (size // 251 + 1))[:size]
+
+
 class _Capture(logging.Handler):
     """Keeps the pubsub.cluster records so the test can wait for one."""
 
@@ -147,13 +154,18 @@ class _Server:
 
     def do_broadcast_threads(self, a: dict) -> dict:
         """Several threads broadcast count messages each, each thread as
-        its own sender; payload (thread, i)."""
+        its own sender; payload (thread, i).  With pause_every, each
+        thread sleeps pause seconds after that many messages, so the link
+        goes idle now and then and bursts start on an idle link."""
         senders = [self.pubsub.Mailbox() for _ in range(a["threads"])]
+        every, pause = a.get("pause_every", 0), a.get("pause", 0.001)
 
         def run(k: int) -> None:
             for i in range(a["count"]):
                 self.pubsub.broadcast(a["channel"], "t", (k, i),
                                       sender=senders[k].pid)
+                if every and i % every == every - 1:
+                    time.sleep(pause)
 
         threads = [threading.Thread(target=run, args=(k,))
                    for k in range(a["threads"])]
@@ -162,6 +174,25 @@ class _Server:
         for t in threads:
             t.join()
         return {"senders": [repr(m.pid) for m in senders]}
+
+    def do_broadcast_big(self, a: dict) -> dict:
+        """Broadcast count payloads (i, _pattern(i, size)), gap seconds
+        apart."""
+        for i in range(a["count"]):
+            self.pubsub.broadcast(a["channel"], "big",
+                                  (i, _pattern(i, a["size"])))
+            time.sleep(a.get("gap", 0))
+        return {}
+
+    def do_recv_big(self, a: dict) -> dict:
+        """Receive n payloads of do_broadcast_big; the first index that is
+        out of order or whose bytes differ from the pattern."""
+        got, bad = 0, None
+        for m in self._recv_each(a, 30.0):
+            if m.payload != (got, _pattern(got, a["size"])) and bad is None:
+                bad = got
+            got += 1
+        return {"received": got, "first_bad": bad}
 
     def do_recv_per_sender(self, a: dict) -> dict:
         """Receive n (thread, i) payloads; check each sender's order."""
@@ -230,22 +261,25 @@ class _Server:
                                              i, sender=sender)
         return {"sent": sent}
 
-    def do_recv(self, a: dict) -> dict:
-        """Receive n messages, or fewer when timeout passes first."""
+    def _recv_each(self, a: dict, timeout: float):
+        """Yield the messages of mailbox a["mb"] one by one, until a["n"]
+        (default 1) came or a["timeout"] (default timeout) passed."""
         mb = self.boxes[a["mb"]]
-        deadline = time.monotonic() + a.get("timeout", 5.0)
-        out = []
-        while len(out) < a.get("n", 1):
+        deadline = time.monotonic() + a.get("timeout", timeout)
+        for _ in range(a.get("n", 1)):
             left = deadline - time.monotonic()
             if left <= 0:
-                break
+                return
             try:
-                m = mb.recv(timeout=left)
+                yield mb.recv(timeout=left)
             except self.pubsub.Timeout:
-                break
-            out.append([m.channel, repr(m.sender), repr(m.topic),
-                        repr(m.payload)])
-        return {"messages": out}
+                return
+
+    def do_recv(self, a: dict) -> dict:
+        """Receive n messages, or fewer when timeout passes first."""
+        return {"messages": [[m.channel, repr(m.sender), repr(m.topic),
+                              repr(m.payload)]
+                             for m in self._recv_each(a, 5.0)]}
 
     def do_recv_seq(self, a: dict) -> dict:
         """Receive n messages whose payloads should be 0..n-1 in order."""

@@ -340,18 +340,27 @@ def test_bad_addresses_are_refused(text):
         cluster.start_node("solo", listen=text, cookie="k")
 
 
-def test_concurrent_senders_each_keep_their_order(nodes):
+@pytest.mark.parametrize("count, pause_every", [(20_000, 0), (5_000, 50)],
+                         ids=["flat-out", "pausing"])
+def test_concurrent_senders_each_keep_their_order(nodes, count,
+                                                  pause_every):
+    """Flat out, the I/O thread writes what the threads queue.  Pausing
+    together now and then, each burst starts on an idle link: its first
+    message is written by its sender's thread while the other threads
+    queue behind it and the I/O thread flushes the backlog."""
     a = nodes("a")
     b = nodes("b", seeds=[a])
     _mesh(a, b)
     b.call("mailbox", mb="m")
     b.call("join", mb="m", channel="c")
     a.call("wait_members", channel="c", n=1)
-    a.call("broadcast_threads", channel="c", threads=4, count=20_000,
-           timeout=60)
-    got = b.call("recv_per_sender", mb="m", n=80_000, timeout=60)
-    assert got == {"received": 80_000, "first_disorder": None,
+    a.call("broadcast_threads", channel="c", threads=4, count=count,
+           pause_every=pause_every, pause=0.002, timeout=60)
+    got = b.call("recv_per_sender", mb="m", n=4 * count, timeout=60)
+    assert got == {"received": 4 * count, "first_disorder": None,
                    "senders": 4}
+    if pause_every:
+        assert a.call("stats")["stats"]["direct_writes"] > 0
 
 
 def test_membership_stays_consistent_under_join_leave_churn(nodes):
@@ -455,3 +464,52 @@ def test_any_payload_crosses_nodes_exactly(linked_pair, value):
     got = pubsub.decode(bytes.fromhex(
         b.call("recv_encoded", mb="m")["data"]))
     assert _same(got, value), (got, value)
+
+
+def _loopback_buffers() -> int:
+    """The most bytes loopback TCP holds between a writer and a stopped
+    reader: the largest send and receive buffers the kernel grows to."""
+    total = 0
+    for name in ("tcp_wmem", "tcp_rmem"):
+        with open(f"/proc/sys/net/ipv4/{name}") as f:
+            total += int(f.read().split()[2])
+    return total
+
+
+def test_a_peer_that_stops_reading_then_resumes_gets_every_frame_intact(
+        nodes):
+    """Frames sent to a stopped peer, each on an idle link, until the
+    socket is full many times over: the sender's own write is cut short
+    mid-frame, and the I/O thread must finish that frame before the next.
+    Once the peer reads again, everything arrives whole and in order, and
+    later messages go out directly again."""
+    size = 50_003
+    count = _loopback_buffers() // size + 8
+    queue = 2 * count * size
+    a = nodes("a", timeout=10.0, max_queue=queue)
+    b = nodes("b", seeds=[a], timeout=10.0, max_queue=queue)
+    _mesh(a, b)
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="big")
+    a.call("wait_members", channel="big", n=1)
+    before = a.call("stats")["stats"]
+
+    b.signal(signal.SIGSTOP)
+    try:
+        a.call("broadcast_big", channel="big", count=count, size=size,
+               gap=0.0002, timeout=30)
+    finally:
+        b.signal(signal.SIGCONT)
+    got = b.call("recv_big", mb="m", n=count, size=size, timeout=60)
+    assert got == {"received": count, "first_bad": None}
+    after = a.call("stats")["stats"]
+    assert after["direct_writes"] > before["direct_writes"]
+    # The I/O thread wrote what the full socket left.
+    assert (after["writes"] - after["direct_writes"]
+            > before["writes"] - before["direct_writes"])
+
+    # The backlog is gone: an idle link is written directly once more.
+    a.call("broadcast_big", channel="big", count=3, size=10, gap=0.002)
+    got = b.call("recv_big", mb="m", n=3, size=10)
+    assert got == {"received": 3, "first_bad": None}
+    assert a.call("stats")["stats"]["direct_writes"] > after["direct_writes"]

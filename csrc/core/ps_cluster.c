@@ -50,6 +50,14 @@
 #define DIAL_BACKOFF_MAX (2000ull * 1000000)
 #define LEARNED_ATTEMPTS 4
 #define LINGER_NS (1000ull * 1000000)
+/* A link written to within this long is taken to be in a burst, where
+ * queueing for one large write pays; past it (a message a millisecond,
+ * say), the sender writes its frame itself.  Of the order of one thread
+ * wake-up on a loaded machine. */
+#define DIRECT_IDLE_NS (50ull * 1000)
+/* Larger frames gain nothing worth holding the registry lock through
+ * their copy into the socket; they are queued. */
+#define DIRECT_MAX (64u << 10)
 
 typedef struct obuf {
     uint8_t *data;
@@ -89,7 +97,8 @@ typedef struct peer {
     uint8_t nonce_mine[PS_WIRE_NONCE];
     uint8_t nonce_theirs[PS_WIRE_NONCE];
     uint64_t deadline;          /* handshake or linger deadline */
-    uint64_t last_recv, last_send;
+    uint64_t last_recv;
+    _Atomic uint64_t last_send; /* last write that made progress */
 
     uint8_t *rbuf;              /* I/O thread only */
     size_t rlen, rcap;
@@ -357,7 +366,8 @@ peer_new(int fd, int initiator, const ps_cluster_addr *other)
     snprintf(p->addr, sizeof p->addr, "%s:%u", other->host, other->port);
     snprintf(p->rhost, sizeof p->rhost, "%s", other->host);
     pthread_mutex_init(&p->mu, NULL);
-    p->last_recv = p->last_send = ps_now_ns();
+    p->last_recv = ps_now_ns();
+    atomic_init(&p->last_send, p->last_recv);
     p->deadline = p->last_recv + cl.timeout_ns;
 
     ps_registry_lock();
@@ -488,12 +498,61 @@ peer_flush(peer *p)
         if (n < 0)
             return PS_ESYS;
         p->woff += (size_t)n;
-        p->last_send = ps_now_ns();
+        atomic_store_explicit(&p->last_send, ps_now_ns(),
+                              memory_order_relaxed);
         COUNT(bytes_out, (uint64_t)n);
         COUNT(writes, 1);
     }
     ep_want_out(p, 0);
     return 0;
+}
+
+/*
+ * The sender's shortcut past the I/O thread.  Caller holds the registry
+ * lock, under which it saw p->synced, and p->mu, and has just appended a
+ * frame of n bytes to p->q.  When that frame is all the link holds, is
+ * at most DIRECT_MAX and the link has written nothing for DIRECT_IDLE_NS,
+ * it goes to the socket now, from this thread: one send() instead of
+ * an eventfd write, a thread wake-up and the I/O thread's three
+ * syscalls.  A busier link keeps queueing, so a burst is still coalesced
+ * into large writes.
+ *
+ * - Order: the I/O thread writes only what it swapped out of q under
+ *   p->mu, and wlen_locked == 0 says it has written all of that; a later
+ *   frame finds this one's tail in q, or goes out after it.
+ * - The descriptor: peer_close clears p->synced under the registry lock
+ *   before it closes the fd, so the fd is open, and is p's, here.
+ * - Partial writes and errors: what was not written stays at the front
+ *   of q for the I/O thread, which owns EPOLLOUT, errors and closing;
+ *   nothing is closed here.
+ *
+ * Returns 1 when the whole frame is written (q is empty again and the
+ * I/O thread need not wake), 0 when some or all of it stays queued.
+ */
+static int
+send_direct(peer *p, size_t n)
+{
+    uint64_t now;
+    ssize_t sent;
+
+    if (n > DIRECT_MAX || p->q.len != n || p->wlen_locked != 0)
+        return 0;
+    now = ps_now_ns();
+    if (now - atomic_load_explicit(&p->last_send, memory_order_relaxed)
+            < DIRECT_IDLE_NS)
+        return 0;
+
+    sent = send(p->fd, p->q.data, n, MSG_NOSIGNAL);
+    if (sent <= 0)
+        return 0;           /* EAGAIN, EINTR, an error: the thread's */
+    atomic_store_explicit(&p->last_send, now, memory_order_relaxed);
+    COUNT(bytes_out, (uint64_t)sent);
+    COUNT(writes, 1);
+    COUNT(direct_writes, 1);
+
+    p->q.len = n - (size_t)sent;
+    memmove(p->q.data, p->q.data + sent, p->q.len);
+    return p->q.len == 0;
 }
 
 /* Flush, and close p on a write error. */
@@ -1440,12 +1499,18 @@ rbuf_fit(peer *p)
     return 0;
 }
 
-/* Read what the socket has, a few large reads at most per turn. */
+/*
+ * Read what the socket has, a few large reads at most per turn.  A read
+ * that leaves room in the buffer has emptied the socket: the next one
+ * would only say EAGAIN, and epoll (level-triggered) reports what comes
+ * after, so the turn ends there.
+ */
 static void
 peer_read(peer *p)
 {
     for (int round = 0; round < 8 && p->state != CONN_DEAD; round++) {
         ssize_t n;
+        int drained;
 
         if (rbuf_fit(p) != 0) {
             peer_drop(p, PS_LOG_ERROR, "PEER-DOWN", "out of memory");
@@ -1476,12 +1541,15 @@ peer_read(peer *p)
         COUNT(bytes_in, (uint64_t)n);
         COUNT(reads, 1);
         p->last_recv = ps_now_ns();
+        drained = (size_t)n < p->rcap - p->rlen;
         if (p->state == CONN_CLOSING) {
             p->rlen = 0;        /* discard: we are only waiting for EOF */
-            continue;
+        } else {
+            p->rlen += (size_t)n;
+            parse_frames(p);
         }
-        p->rlen += (size_t)n;
-        parse_frames(p);
+        if (drained)
+            return;
     }
 }
 
@@ -1817,17 +1885,22 @@ ps_cluster_broadcast(ps_registry *reg, const char *ch, size_t chlen,
     c = ps_registry_find_remote(reg, ch, chlen);
     for (uint32_t i = 0; c != NULL && i < c->nrnodes; i++) {
         peer *p = c->rnodes[i].node->link;
+        int queued = 0;
         uint8_t *out;
 
         if (p == NULL || !p->synced)
             continue;
         pthread_mutex_lock(&p->mu);
-        out = queue_reserve(p, PS_WIRE_HDR + body, 1, &wake);
-        if (out != NULL)
+        out = queue_reserve(p, PS_WIRE_HDR + body, 1, &queued);
+        if (out != NULL) {
             ps_wire_bcast_put(out, &b, body);
-        else if (!atomic_load(&p->overflow))
+            if (send_direct(p, PS_WIRE_HDR + body))
+                queued = 0;
+        } else if (!atomic_load(&p->overflow)) {
             rc = PS_ENOMEM;
+        }
         pthread_mutex_unlock(&p->mu);
+        wake |= queued;
     }
     ps_registry_unlock();
     if (wake)
@@ -1862,8 +1935,11 @@ ps_cluster_send(ps_node *node, uint64_t target_id, uint64_t sender_id,
     if (p != NULL && p->synced) {
         pthread_mutex_lock(&p->mu);
         out = queue_reserve(p, PS_WIRE_HDR + body, 1, &wake);
-        if (out != NULL)
+        if (out != NULL) {
             ps_wire_send_put(out, &s, body);
+            if (send_direct(p, PS_WIRE_HDR + body))
+                wake = 0;
+        }
         pthread_mutex_unlock(&p->mu);
     }
     ps_registry_unlock();

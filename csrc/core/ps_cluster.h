@@ -7,7 +7,10 @@
  * registry's local_change hook append frames to a peer's output queue
  * under that peer's mutex, with the registry lock held; the I/O thread is
  * woken only when a queue goes from empty to non-empty and writes a whole
- * queue with one write().  Lock order: registry lock, then a peer's
+ * queue with one write().  A message to a link that is idle (nothing
+ * queued, nothing written for a while) is instead written at once by the
+ * thread that sends it, within the same locks; the I/O thread finishes
+ * what such a write leaves.  Lock order: registry lock, then a peer's
  * mutex.  The core reports what happens through one log hook.
  */
 #ifndef PS_CLUSTER_H
@@ -131,6 +134,7 @@ int ps_cluster_send(ps_node *node, uint64_t target_id, uint64_t sender_id,
     X(bytes_out, "bytes written to every connection")                    \
     X(reads, "read() calls that returned data")                          \
     X(writes, "send() calls that wrote data (frames are coalesced)")     \
+    X(direct_writes, "of those, made by the sender on an idle link")    \
     X(links_up, "links established")                                     \
     X(links_dropped, "established links lost, for any reason")           \
     X(bad_handshakes, "connections closed before authenticating")        \

@@ -357,7 +357,10 @@ Mailbox_recv_nowait(MailboxObject *self, PyObject *unused)
 #define MAX_TIMEOUT 1e9
 
 /* Wait on the descriptor for up to ms (-1: forever) without the GIL.
- * 0 woke or timed out (caller looks again), -1 with an exception. */
+ * 0 woke or timed out (caller looks again), -1 with an exception.  The
+ * wake-up's count is left on the descriptor: the next prepare_wait
+ * consumes it, so the read() is not paid between the wake-up and the
+ * message it announced. */
 static int
 wait_fd(MailboxObject *self, int ms)
 {
@@ -376,8 +379,6 @@ wait_fd(MailboxObject *self, int ms)
         }
         return PyErr_CheckSignals();
     }
-    if (rc > 0)
-        ps_mailbox_clear_wake(&self->mb);
     return 0;
 }
 

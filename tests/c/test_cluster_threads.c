@@ -15,9 +15,12 @@
  * what its I/O thread delivers; the parent is node "a", which dials b and
  * then broadcasts from several threads at once while its owner joins and
  * leaves another channel (membership deltas for its I/O thread to send).
- * b checks that each of a's senders arrived complete and in order, and
- * exits with the verdict.  Every wait is bounded by a deadline that only
- * turns a hang into a failure.
+ * The senders pause together now and then, so each burst starts on an
+ * idle link: its first frame is written by a sender's own thread while
+ * the others queue behind it and the I/O thread flushes.  b checks that
+ * each of a's senders arrived complete and in order, and exits with the
+ * verdict; a checks that some frames did go out directly.  Every wait is
+ * bounded by a deadline that only turns a hang into a failure.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -33,10 +36,12 @@
 
 #define SENDERS 4
 #define PER_SENDER 5000
+#define BURST 250               /* messages between two common pauses */
 #define DEADLINE_NS (120ull * 1000000000ull)
 
 static const uint8_t cookie[] = "tsan-cookie";
 static ps_registry *scope;
+static pthread_barrier_t pause_all;
 
 static void
 start_node(const char *name, const ps_cluster_addr *seed)
@@ -139,6 +144,11 @@ broadcaster(void *arg)
             printf("a: broadcast: %s\n", ps_strerror(rc));
             abort();
         }
+        /* All pause together: the link drains and goes idle. */
+        if (seq % BURST == BURST - 1) {
+            pthread_barrier_wait(&pause_all);
+            nap();
+        }
     }
     return NULL;
 }
@@ -147,6 +157,7 @@ static int
 run_a(pid_t child, int port_fd)
 {
     ps_cluster_addr seed = { "127.0.0.1", 0 };
+    ps_cluster_stats st;
     pthread_t threads[SENDERS];
     ps_mailbox churn;
     ps_fanout f = { 0 };
@@ -174,6 +185,7 @@ run_a(pid_t child, int port_fd)
 
     ps_mailbox_init(&churn, 0, PS_OVERFLOW_DROP_OLDEST);
     CHECK(ps_registry_add_mailbox(&churn) == 0);
+    pthread_barrier_init(&pause_all, NULL, SENDERS);
     for (uintptr_t k = 0; k < SENDERS; k++)
         pthread_create(&threads[k], NULL, broadcaster, (void *)(k + 1));
     for (int i = 0; i < 2000; i++) {
@@ -182,6 +194,9 @@ run_a(pid_t child, int port_fd)
     }
     for (int k = 0; k < SENDERS; k++)
         pthread_join(threads[k], NULL);
+    pthread_barrier_destroy(&pause_all);
+    ps_cluster_stats_get(&st);
+    CHECK(st.direct_writes > 0);
 
     if (waitpid(child, &status, 0) != child || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0) {

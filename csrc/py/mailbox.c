@@ -701,7 +701,9 @@ static PyMethodDef Mailbox_methods[] = {
      "a large batch to walk."},
     {"fileno", (PyCFunction)Mailbox_fileno, METH_NOARGS,
      "fileno() -> int\n\nA descriptor that becomes readable when a message "
-     "arrives after a\nreceive found the mailbox empty."},
+     "arrives after a\nreceive found the mailbox empty.  It may stay "
+     "readable after that\nmessage is taken: treat readiness as a hint and "
+     "receive with\nrecv_nowait() or recv_many()."},
     {"_prepare_wait", (PyCFunction)Mailbox_prepare_wait, METH_NOARGS,
      "Arm the descriptor; True when it is safe to wait on it."},
     {"_clear_wake", (PyCFunction)Mailbox_clear_wake, METH_NOARGS,

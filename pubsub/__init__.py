@@ -11,8 +11,9 @@ mailbox, in this process and on every node of the cluster, as a
         pubsub.broadcast("posts", "post_created", {"id": 1})
         channel, sender, topic, payload = mb.recv()
 
-The functions below act on the default scope; ``Scope(name)`` gives an
-independent namespace with the same methods.  Errors form one tree::
+The membership functions act on the default scope; ``Scope(name)``
+gives an independent namespace with them as methods (``send`` is not
+one: it names a pid).  Errors form one tree::
 
     PubSubError
      +-- Empty            recv_nowait() found nothing

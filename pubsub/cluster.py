@@ -103,11 +103,18 @@ def start_node(name: str | None = None, listen: str | None = None,
                max_queue: int = DEFAULT_MAX_QUEUE) -> tuple[str, int]:
     """Start this process as a node and return the ``(host, port)`` bound.
 
-    ``name``, ``listen``, ``cookie`` and ``seeds`` fall back on the
-    environment variables above.  ``heartbeat`` is the idle time (seconds)
-    after which a link sends a heartbeat; a peer silent for ``timeout``
-    seconds, or one that has read nothing of what waits for it for that
-    long, is dropped, and a connection must authenticate within it.
+    Each of ``name``, ``listen``, ``cookie`` and ``seeds`` left as
+    ``None`` is read from the environment: ``PUBSUB_NODE`` and
+    ``PUBSUB_COOKIE`` (a name and a cookie are required, from one or the
+    other), ``PUBSUB_LISTEN`` (``host:port``, default ``127.0.0.1:0``:
+    any free port) and ``PUBSUB_SEEDS`` (comma-separated ``host:port``,
+    default none).
+
+    ``heartbeat`` is the idle time (seconds) after which a link sends a
+    heartbeat; a peer silent for ``timeout`` seconds, or one that has read
+    nothing of what waits for it for that long, is dropped, and a
+    connection must authenticate within it.  ``max_frame`` and
+    ``max_queue``: see ``DEFAULT_MAX_FRAME`` and ``DEFAULT_MAX_QUEUE``.
     Raises ``ValueError`` for a bad or missing setting, ``OSError`` when
     the address cannot be bound, :class:`PubSubError` when already running.
     """

@@ -12,6 +12,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A Python that marks itself EXTERNALLY-MANAGED (Debian's own python3)
+# has a pip that refuses to install outside a virtual environment.  Say
+# so before installing anything, rather than fail at the last step.
+managed=$(python3 -c '
+import os, sys, sysconfig
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+print(os.path.exists(marker) and sys.prefix == sys.base_prefix)
+')
+if [ "$managed" = True ]; then
+    cat >&2 <<EOF
+scripts/setup.sh: $(command -v python3) is the system's Python, whose pip
+installs nothing outside a virtual environment.  Create one, activate it,
+then run this script again:
+
+    python3 -m venv .venv
+    . .venv/bin/activate
+
+(On Debian, python3 -m venv needs the python3-venv package.)
+EOF
+    exit 1
+fi
+
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 updated=0
@@ -35,6 +57,9 @@ install_missing() {
 }
 
 install_missing libssl-dev clang chromium chromium-driver
+# Debian's Python keeps its C headers apart, in python3-dev.
+include=$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')
+[ -e "$include/Python.h" ] || install_missing python3-dev
 # Before Debian 12 the runtimes came with clang itself.
 rt="libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 if ! dpkg -s "$rt" >/dev/null 2>&1; then

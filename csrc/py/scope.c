@@ -552,9 +552,10 @@ module_send(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
 PyMethodDef psg_scope_functions[] = {
     {"send", (PyCFunction)(void (*)(void))module_send,
      METH_FASTCALL | METH_KEYWORDS,
-     "send(pid, topic, payload, sender=None) -> bool\n\nDeliver to one "
-     "mailbox, here or on another node. False when the\npid is dead or "
-     "its node unreachable (the message is dropped)."},
+     "send(pid, topic, payload, sender=None) -> bool\n\nDeliver "
+     "Message(None, sender pid, topic, payload) to one mailbox,\nhere or "
+     "on another node. False when the pid is dead or its node\n"
+     "unreachable (the message is dropped)."},
     {NULL},
 };
 
@@ -884,7 +885,9 @@ static PyMethodDef Scope_methods[] = {
     {"broadcast", CAST(Scope_broadcast), FAST,
      "broadcast(channel, topic, payload, sender=None)\n\nDeliver "
      "Message(channel, sender pid, topic, payload) to every member\non "
-     "every node. Returns at once; never waits for consumers."},
+     "every node. Returns at once; never waits for consumers.\ntopic is "
+     "a str or bytes; sender is a Mailbox, the Pid of a local\nmailbox, "
+     "or None."},
     {"local_broadcast", CAST(Scope_local_broadcast), FAST,
      "local_broadcast(channel, topic, payload, sender=None)\n\nAs "
      "broadcast, to the members on this node only."},

@@ -138,10 +138,11 @@ async def feed(websocket):
 async def post_comments(websocket):
     """``GET /posts/{post_id}/comments/ws``: new comments of one post.
 
-    Each frame is the comment as JSON.  An unknown or malformed post id is
-    refused at the handshake (HTTP 404, or close code 1008 on a server
-    without the denial-response extension).  When the post is deleted the
-    socket is closed with code 1000.
+    Each frame is the comment as JSON; the text frame ``ping`` is answered
+    with ``pong``.  An unknown or malformed post id is refused at the
+    handshake (HTTP 404, or close code 1008 on a server without the
+    denial-response extension).  When the post is deleted the socket is
+    closed with code 1000.
     """
     store = websocket.app.state.store
     post_id = events.parse_id(websocket.path_params["post_id"])

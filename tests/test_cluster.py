@@ -3,7 +3,9 @@ order, failure and restart.  Each node is a tests/cluster_node.py
 process; every wait is bounded and driven by events or replies."""
 from __future__ import annotations
 
+import logging
 import signal
+import socket
 import time
 
 import pytest
@@ -513,3 +515,46 @@ def test_a_peer_that_stops_reading_then_resumes_gets_every_frame_intact(
     got = b.call("recv_big", mb="m", n=3, size=10)
     assert got == {"received": 3, "first_bad": None}
     assert a.call("stats")["stats"]["direct_writes"] > after["direct_writes"]
+
+
+def _dial_failures(node: Node) -> list[int]:
+    return [level for level, ident, _ in node.call("logs")["records"]
+            if ident == "PEER-DIAL-FAILED"]
+
+
+def _wait_dials(node: Node, more: int, timeout: float = 10.0) -> None:
+    start = node.call("stats")["stats"]["dials"]
+    deadline = time.monotonic() + timeout
+    while node.call("stats")["stats"]["dials"] < start + more:
+        assert time.monotonic() < deadline, "the node stopped redialling"
+        time.sleep(0.05)
+
+
+def test_a_seed_that_refuses_is_a_warning_once_then_debug(nodes):
+    # Bound but not listening: every connect to it is refused.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        seed = "127.0.0.1:%d" % closed.getsockname()[1]
+        b = nodes("b", seeds=[seed])
+        _wait_dials(b, 4)
+        levels = _dial_failures(b)
+        assert levels.count(logging.WARNING) == 1
+        assert levels[0] == logging.WARNING
+        assert set(levels[1:]) == {logging.DEBUG}
+        assert len(levels) >= 3
+        warning = [r for r in b.call("logs")["records"]
+                   if r[1] == "PEER-DIAL-FAILED"][0][2]
+        assert seed in warning and "refused" in warning
+
+
+def test_a_seed_lost_after_a_link_warns_again_once(nodes):
+    a = nodes("a")
+    b = nodes("b", seeds=[a])
+    _mesh(a, b)
+    assert _dial_failures(b) == []
+    a.signal(signal.SIGKILL)
+    b.call("wait_log", id="PEER-DIAL-FAILED")
+    _wait_dials(b, 3)
+    levels = _dial_failures(b)
+    assert levels.count(logging.WARNING) == 1
+    assert levels[0] == logging.WARNING

@@ -115,6 +115,7 @@ typedef struct dial {
     struct dial *next;
     ps_cluster_addr addr;
     uint8_t seed;               /* redial forever */
+    uint8_t warned;             /* a failure was logged since the last link */
     int attempts;
     uint64_t next_at, backoff;
     peer *conn;                 /* a connection dialled for it, or NULL */
@@ -986,8 +987,10 @@ link_up(peer *p)
             p->rcap = RBUF_UP;
         }
     }
-    if (p->dial != NULL)
+    if (p->dial != NULL) {
         p->dial->backoff = DIAL_BACKOFF_MIN;
+        p->dial->warned = 0;
+    }
     COUNT(links_up, 1);
     report(PS_LOG_INFO, "PEER-UP", "%s: link established", LABEL(p));
 }
@@ -1026,6 +1029,23 @@ dial_add(const ps_cluster_addr *a, int seed)
     return d;
 }
 
+/*
+ * A dial failed.  The first failure of a seed since its last link is a
+ * warning, so that a mistyped seed shows at the default log level; its
+ * retries, and dials to addresses learned from peers, are debug.
+ */
+static void
+dial_failed(dial *d, int err)
+{
+    int warn = d->seed && !d->warned;
+
+    d->warned |= (uint8_t)warn;
+    report(warn ? PS_LOG_WARNING : PS_LOG_DEBUG, "PEER-DIAL-FAILED",
+           "%s:%u: %s%s", d->addr.host, d->addr.port, strerror(err),
+           warn ? " (redialling; until a link is up, further failures "
+                  "are logged at debug level)" : "");
+}
+
 /* Start a non-blocking connect to d. */
 static void
 dial_start(dial *d)
@@ -1045,8 +1065,7 @@ dial_start(dial *d)
         return;
     if (connect(fd, (struct sockaddr *)&ss, sl) != 0 &&
         errno != EINPROGRESS) {
-        report(PS_LOG_DEBUG, "PEER-DIAL-FAILED", "%s:%u: %s", d->addr.host,
-               d->addr.port, strerror(errno));
+        dial_failed(d, errno);
         close(fd);
         return;
     }
@@ -1563,8 +1582,11 @@ dial_done(peer *p)
     if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err != 0) {
-        report(PS_LOG_DEBUG, "PEER-DIAL-FAILED", "%s: %s", p->addr,
-               strerror(err));
+        if (p->dial != NULL)
+            dial_failed(p->dial, err);
+        else
+            report(PS_LOG_DEBUG, "PEER-DIAL-FAILED", "%s: %s", p->addr,
+                   strerror(err));
         peer_close(p, 1);
         return;
     }

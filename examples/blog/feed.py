@@ -44,9 +44,9 @@ A frame that finds that many waiting, or a frame that waits longer than
 ``send_timeout``, and the connection is closed with code 1013 (try again
 later); on the direct paths the frames already written for it go out
 first, so it sees a gap-free prefix (on the ASGI path its outbox is
-discarded: fewer frames, still no gap).  If they and the close have not left within
-``send_timeout`` more, the client reads nothing: its transport is
-aborted.  Other clients are never held up by it.
+discarded: fewer frames, still no gap).  If they and the close have not
+left within ``send_timeout`` more, the client reads nothing: its
+transport is aborted.  Other clients are never held up by it.
 
 A hub that falls behind
 -----------------------

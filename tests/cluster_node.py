@@ -152,6 +152,24 @@ class _Server:
             fn(a["channel"], a.get("topic", "t"), payload, sender=sender)
         return {}
 
+    def do_fork_broadcast(self, a: dict) -> dict:
+        """Fork; the child broadcasts count messages ("child", i), each
+        on a link left idle for a moment, and exits.  The child has no
+        I/O thread: the links' sockets are the parent's."""
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                sc = self.scope(a)
+                for i in range(a["count"]):
+                    time.sleep(a.get("pause", 0.002))
+                    sc.broadcast(a["channel"], "t", ("child", i))
+            except BaseException:
+                code = 1
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        return {"status": os.waitstatus_to_exitcode(status)}
+
     def do_broadcast_threads(self, a: dict) -> dict:
         """Several threads broadcast count messages each, each thread as
         its own sender; payload (thread, i).  With pause_every, each

@@ -135,6 +135,27 @@ def test_payload_types_round_trip_between_nodes(nodes, value):
     assert got == repr(value)
 
 
+def test_a_forked_child_never_writes_to_its_parents_links(nodes):
+    """A child forked from a running node shares its links' sockets but
+    has no I/O thread.  Its broadcasts must not reach the wire: bytes
+    written there by the child would be taken as the parent's, and cut
+    into a frame the parent's I/O thread is writing.  (A sender writes a
+    frame to an idle link itself; in the child, every link looks idle.)"""
+    a = nodes("a", heartbeat=0.5, timeout=5.0)
+    b = nodes("b", seeds=[a], heartbeat=0.5, timeout=5.0)
+    _mesh(a, b)
+    b.call("mailbox", mb="m")
+    b.call("join", mb="m", channel="p")
+    a.call("wait_members", channel="p", n=1)
+
+    assert a.call("fork_broadcast", channel="p", count=20)["status"] == 0
+    a.call("broadcast", channel="p", payload="('parent', 0)")
+    got = [m[3] for m in b.call("recv", mb="m", n=1, timeout=5)["messages"]]
+    assert got == ["('parent', 0)"]
+    assert b.call("recv", mb="m", n=1, timeout=0.2)["messages"] == []
+    assert a.call("stats")["stats"]["links_dropped"] == 0
+
+
 def test_joining_one_node_of_a_cluster_connects_to_all(nodes):
     a = nodes("a")
     b = nodes("b", seeds=[a])

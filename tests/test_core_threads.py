@@ -7,7 +7,9 @@ build must print "ok" with no sanitizer report.
 - tests/c/test_cluster_threads.c: two nodes of the real transport (one
   forked) on loopback, broadcasting from several threads through the I/O
   thread while membership changes;
-- tests/c/test_mailbox_oom.c (plain and ASan): the out-of-memory paths.
+- tests/c/test_mailbox_oom.c (plain and ASan): the out-of-memory paths;
+- tests/c/test_mailbox_wake.c: a pusher's wake-up held (by wrapping
+  write) while the consumer clears the descriptor.
 """
 from __future__ import annotations
 
@@ -69,3 +71,15 @@ def test_mailbox_out_of_memory(tmp_path, kind):
     build_and_run(tmp_path, "mailbox_oom",
                   ["tests/c/test_mailbox_oom.c", *CORE], kind,
                   "-Wl,--wrap=malloc,--wrap=realloc")
+
+
+@pytest.mark.parametrize("kind", sorted(BUILDS))
+def test_mailbox_wake_during_clear(tmp_path, kind):
+    """A wake-up whose write lands after the consumer cleared the
+    descriptor leaves a count the next prepare_wait consumes: a blocking
+    recv, which leaves the count for prepare_wait, must not find the
+    descriptor readable on every wait after it (the C test holds the
+    pusher's write with --wrap=write)."""
+    build_and_run(tmp_path, "mailbox_wake",
+                  ["tests/c/test_mailbox_wake.c", *CORE], kind,
+                  "-Wl,--wrap=write")

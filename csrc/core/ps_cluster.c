@@ -153,6 +153,28 @@ static struct {
 #define COUNT(field, n) \
     atomic_fetch_add_explicit(&stats.field, (n), memory_order_relaxed)
 
+/*
+ * Set in a child forked from this process.  The child inherits the
+ * links' sockets but not the I/O thread, so it must never write to them:
+ * its bytes would pass for the parent's and could land in the middle of
+ * a frame the parent's I/O thread is writing.  Before send_direct only
+ * the I/O thread wrote; this keeps it so in a child.
+ */
+static atomic_int forked_child;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void
+on_fork_child(void)
+{
+    atomic_store_explicit(&forked_child, 1, memory_order_relaxed);
+}
+
+static void
+atfork_register(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
 /* Markers for the two descriptors that are not peers. */
 static char listen_tag, wake_tag;
 
@@ -522,7 +544,8 @@ peer_flush(peer *p)
  *   p->mu, and wlen_locked == 0 says it has written all of that; a later
  *   frame finds this one's tail in q, or goes out after it.
  * - The descriptor: peer_close clears p->synced under the registry lock
- *   before it closes the fd, so the fd is open, and is p's, here.
+ *   before it closes the fd, so the fd is open, and is p's, here.  In a
+ *   forked child it is the parent's: nothing is written there.
  * - Partial writes and errors: what was not written stays at the front
  *   of q for the I/O thread, which owns EPOLLOUT, errors and closing;
  *   nothing is closed here.
@@ -536,7 +559,8 @@ send_direct(peer *p, size_t n)
     uint64_t now;
     ssize_t sent;
 
-    if (n > DIRECT_MAX || p->q.len != n || p->wlen_locked != 0)
+    if (n > DIRECT_MAX || p->q.len != n || p->wlen_locked != 0 ||
+        atomic_load_explicit(&forked_child, memory_order_relaxed))
         return 0;
     now = ps_now_ns();
     if (now - atomic_load_explicit(&p->last_send, memory_order_relaxed)
@@ -2082,6 +2106,9 @@ ps_cluster_start(const ps_cluster_config *cfg)
 
     if (ps_cluster_running())
         return PS_EBUSY;
+    pthread_once(&atfork_once, atfork_register);
+    /* A child that starts a node of its own owns that node's sockets. */
+    atomic_store(&forked_child, 0);
     if ((rc = check_config(cfg)) != 0)
         return rc;
     if (ps_node_init() != 0)

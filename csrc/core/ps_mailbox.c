@@ -89,11 +89,18 @@ wake(ps_mailbox *mb)
 
     if (fd < 0)
         return;
-    atomic_store(&mb->signaled, 1);
     /* EAGAIN means the counter is already non-zero: the waiter will see
      * it.  Nothing else can fail on an eventfd we own. */
     while (write(fd, &one, sizeof one) < 0 && errno == EINTR)
         ;
+    /* Only after the write: ps_mailbox_clear_wake stores 0 and then
+     * reads, so a count on the descriptor always has signaled set
+     * behind it, or was consumed by that read.  Set before the write, a
+     * clear between the two left the count with signaled at 0, and
+     * prepare_wait, which reads only when signaled says so, never took
+     * it: a blocking recv (which leaves the count for prepare_wait)
+     * found the descriptor readable on every wait, and spun. */
+    atomic_store(&mb->signaled, 1);
 }
 
 static inline void

@@ -214,25 +214,15 @@ class _Server:
 
     def do_recv_per_sender(self, a: dict) -> dict:
         """Receive n (thread, i) payloads; check each sender's order."""
-        mb = self.boxes[a["mb"]]
-        deadline = time.monotonic() + a.get("timeout", 30.0)
         nxt: dict[str, int] = {}
         got, bad = 0, None
-        while got < a["n"]:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch = [mb.recv(timeout=left)] + mb.recv_many()
-            except self.pubsub.Timeout:
-                break
-            for m in batch:
-                k, i = m.payload
-                key = repr(m.sender)
-                if i != nxt.get(key, 0) and bad is None:
-                    bad = [key, nxt.get(key, 0), i]
-                nxt[key] = i + 1
-                got += 1
+        for m in self._recv_batched(a, 30.0):
+            k, i = m.payload
+            key = repr(m.sender)
+            if i != nxt.get(key, 0) and bad is None:
+                bad = [key, nxt.get(key, 0), i]
+            nxt[key] = i + 1
+            got += 1
         return {"received": got, "first_disorder": bad,
                 "senders": len(nxt)}
 
@@ -293,6 +283,23 @@ class _Server:
             except self.pubsub.Timeout:
                 return
 
+    def _recv_batched(self, a: dict, timeout: float):
+        """Yield the messages of mailbox a["mb"], a waiting batch at a
+        time, until a["n"] came or a["timeout"] (default timeout) passed."""
+        mb = self.boxes[a["mb"]]
+        deadline = time.monotonic() + a.get("timeout", timeout)
+        got = 0
+        while got < a["n"]:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                batch = [mb.recv(timeout=left)] + mb.recv_many()
+            except self.pubsub.Timeout:
+                return
+            got += len(batch)
+            yield from batch
+
     def do_recv(self, a: dict) -> dict:
         """Receive n messages, or fewer when timeout passes first."""
         return {"messages": [[m.channel, repr(m.sender), repr(m.topic),
@@ -301,22 +308,11 @@ class _Server:
 
     def do_recv_seq(self, a: dict) -> dict:
         """Receive n messages whose payloads should be 0..n-1 in order."""
-        mb = self.boxes[a["mb"]]
-        deadline = time.monotonic() + a.get("timeout", 30.0)
-        expect = 0
-        bad = None
-        while expect < a["n"]:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch = [mb.recv(timeout=left)] + mb.recv_many()
-            except self.pubsub.Timeout:
-                break
-            for m in batch:
-                if m.payload != expect and bad is None:
-                    bad = (expect, m.payload)
-                expect += 1
+        expect, bad = 0, None
+        for m in self._recv_batched(a, 30.0):
+            if m.payload != expect and bad is None:
+                bad = (expect, m.payload)
+            expect += 1
         return {"received": expect, "first_disorder": bad}
 
     def do_monitor(self, a: dict) -> dict:

@@ -94,6 +94,17 @@ def same(a, b):
         return (list(a) == list(b)
                 and all(same(k, kb) for k, kb in zip(a, b))
                 and all(same(a[k], b[k]) for k in a))
+    if isinstance(a, (set, frozenset)):
+        # A NaN hashes by identity, so a decoded one is no member of the
+        # original set (and the two sets may iterate in different orders):
+        # pair the elements off with same() instead.
+        rest = list(b)
+        for x in a:
+            i = next((i for i, y in enumerate(rest) if same(x, y)), None)
+            if i is None:
+                return False
+            del rest[i]
+        return not rest
     return a == b
 
 
@@ -420,6 +431,13 @@ def decode_agrees_with_validator(data):
         again = decode(encode(v))
         # repr: a NaN inside a set or a dict key equals no other NaN
         assert same(again, v) or repr(again) == repr(v)
+
+
+def test_a_nan_inside_a_set_survives_the_validator_round_trip():
+    # Found by hypothesis: {(nan, None), None}, whose decoded copy holds
+    # a NaN of another identity and so iterates in another order.
+    decode_agrees_with_validator(
+        b"\x0c\x02\n\x02\x06\x01\x00\x00\x00\x00\x00\xf0\x7f\x00\x00")
 
 
 def contains_ext(v):

@@ -1606,11 +1606,7 @@ dial_done(peer *p)
     if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
         err = errno;
     if (err != 0) {
-        if (p->dial != NULL)
-            dial_failed(p->dial, err);
-        else
-            report(PS_LOG_DEBUG, "PEER-DIAL-FAILED", "%s: %s", p->addr,
-                   strerror(err));
+        dial_failed(p->dial, err);     /* a DIALING peer always has one */
         peer_close(p, 1);
         return;
     }
